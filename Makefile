@@ -1,0 +1,55 @@
+# egoengine: every target is a thin call into scripts/, so each script can be
+# read and run on its own. `make help` lists them.
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+.PHONY: help deps build run test test-go test-templates test-nix test-compose e2e bench tools vendor-hash compose-up compose-down push-templates clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
+
+deps: ## install the system packages the tests need (Debian, as root)
+	scripts/deps.sh
+
+build: ## build bin/egoagent (static, stripped)
+	scripts/build.sh
+
+run: build ## the built-in demo: egoagent sync into ./demo-home, then status and metadata (no 1Password account)
+	scripts/demo.sh
+
+test: test-go test-templates test-nix test-compose ## every test
+	@echo "make test: all suites passed"
+
+test-go: ## Go tests, with the real Codex CLI from npm
+	scripts/test-go.sh
+
+test-templates: tools ## OpenTofu fmt, validate and tofu test for both Coder templates
+	scripts/test-templates.sh
+
+test-nix: ## parse every .nix file, vendorHash, go line, workflow lint, shellcheck
+	scripts/test-nix.sh
+
+test-compose: ## load compose/compose.yaml with compose-go and check it
+	scripts/test-compose.sh
+
+bench: build ## benchmarks; results go to docs/performance.md
+	scripts/bench.sh
+
+tools: ## build OpenTofu and the providers from the Go module proxy into ~/.cache/egoengine
+	scripts/tools.sh
+
+vendor-hash: ## recompute nix/egoagent vendorHash after go.mod changes
+	scripts/vendor-hash.sh
+
+compose-up: ## start the Coder stack (compose/.env required)
+	scripts/compose.sh up
+
+compose-down: ## stop the Coder stack
+	scripts/compose.sh down
+
+push-templates: ## push both templates to the Coder server you are logged in to
+	scripts/push-templates.sh
+
+clean: ## remove build output and the demo home
+	rm -rf bin demo-home

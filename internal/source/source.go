@@ -1,0 +1,141 @@
+// Package source fetches secret values from where they are kept: 1Password
+// through its Go SDK, or a local directory laid out like a vault (for the demo,
+// offline use and tests).
+//
+// A Source only reads. It never writes files and never logs values: what it
+// returns goes straight to the engine, which stages, checks and installs it.
+// Errors carry a Class so that callers can decide how soon to try again
+// without parsing strings, and their messages never contain a secret value.
+package source
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+)
+
+// Ref is a parsed secret reference of the form op://vault/item[/section]/field.
+// Field may name a text field or a file attached to the item. A reference with
+// only a vault and an item (op://vault/item) names a Document item: its file.
+type Ref struct {
+	Vault   string
+	Item    string
+	Section string // optional
+	Field   string // empty for a Document item
+}
+
+// ParseRef parses an op:// reference. It accepts exactly two, three or four
+// non-empty path segments after the scheme.
+func ParseRef(s string) (Ref, error) {
+	const scheme = "op://"
+	if !strings.HasPrefix(s, scheme) {
+		return Ref{}, fmt.Errorf("reference %q must start with %q (for example op://egoengine/Codex Auth/auth.json)", s, scheme)
+	}
+	parts := strings.Split(strings.TrimPrefix(s, scheme), "/")
+	for _, p := range parts {
+		if p == "" {
+			return Ref{}, fmt.Errorf("reference %q has an empty segment; write op://vault/item/field, op://vault/item/section/field or op://vault/item", s)
+		}
+		if p == "." || p == ".." {
+			return Ref{}, fmt.Errorf("reference %q has a %q segment; vault, item, section and field names cannot be . or ..", s, p)
+		}
+	}
+	switch len(parts) {
+	case 2:
+		return Ref{Vault: parts[0], Item: parts[1]}, nil
+	case 3:
+		return Ref{Vault: parts[0], Item: parts[1], Field: parts[2]}, nil
+	case 4:
+		return Ref{Vault: parts[0], Item: parts[1], Section: parts[2], Field: parts[3]}, nil
+	default:
+		return Ref{}, fmt.Errorf("reference %q has %d segments; write op://vault/item/field, op://vault/item/section/field or op://vault/item", s, len(parts))
+	}
+}
+
+// IsDocument reports whether r names a whole Document item rather than a field.
+func (r Ref) IsDocument() bool { return r.Field == "" }
+
+// String returns the reference in op:// form. References name where a secret
+// is kept, not the secret, so they are safe to log.
+func (r Ref) String() string {
+	parts := []string{r.Vault, r.Item}
+	if r.Section != "" {
+		parts = append(parts, r.Section)
+	}
+	if r.Field != "" {
+		parts = append(parts, r.Field)
+	}
+	return "op://" + strings.Join(parts, "/")
+}
+
+// Result is the outcome of fetching one reference.
+type Result struct {
+	Ref   Ref
+	Value []byte // the secret; nil when Err is set
+	Err   error  // a *Error when the source could classify it
+}
+
+// Document is one Document item found by Documents.
+type Document struct {
+	Title   string // the item's title, for example "home/.ssh/config"
+	Content []byte
+	Err     error // set when the item was listed but its file could not be read
+}
+
+// Source is where secret values come from.
+type Source interface {
+	// Fetch resolves every reference, in as few backend calls as the source
+	// allows (1Password: one batched call for all field references). It returns
+	// one Result per reference, in the same order. An error that affects the
+	// whole batch (no token, service unreachable) is repeated in every Result.
+	Fetch(ctx context.Context, refs []Ref) []Result
+
+	// Documents returns every Document item of vault whose title starts with
+	// prefix, with its content. An error here means the listing itself failed.
+	Documents(ctx context.Context, vault, prefix string) ([]Document, error)
+
+	// Calls reports how many backend requests this source has made so far,
+	// so that status can show what a pass cost against the rate limits.
+	Calls() int
+}
+
+// Class says what kind of failure an Error is, which decides how soon it is
+// worth trying again.
+type Class string
+
+const (
+	ClassMissingToken Class = "missing-token" // OP_SERVICE_ACCOUNT_TOKEN unset: fix the environment
+	ClassInvalidToken Class = "invalid-token" // token rejected or malformed: replace it
+	ClassUnreachable  Class = "unreachable"   // network or service down: try again soon
+	ClassRateLimited  Class = "rate-limited"  // quota used up: wait long
+	ClassNotFound     Class = "not-found"     // vault, item or field missing: fix 1Password or the config
+	ClassOther        Class = "other"
+)
+
+// Error is a classified failure to fetch. Msg says what happened and what to
+// do; it must never contain a secret value or the token.
+type Error struct {
+	Class Class
+	Ref   string // the reference concerned, if any
+	Msg   string
+	Err   error // the underlying error, already free of secrets
+}
+
+func (e *Error) Error() string {
+	if e.Ref != "" {
+		return e.Ref + ": " + e.Msg
+	}
+	return e.Msg
+}
+
+func (e *Error) Unwrap() error { return e.Err }
+
+// ClassOf returns the Class of err, or ClassOther when err is not a *Error.
+func ClassOf(err error) Class {
+	var e *Error
+	if errors.As(err, &e) {
+		return e.Class
+	}
+	return ClassOther
+}

@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Installs the system packages that `make test` needs on Debian or Ubuntu.
+# Go and Node.js/npm are expected on PATH (the Codex CLI comes from npm at test time).
+set -euo pipefail
+
+# One line per area; each lists the Debian packages that area's tests need.
+packages=(
+	git make ca-certificates curl   # everything
+	nodejs npm                      # test-go: the real Codex CLI
+	# test-nix: (nix helper adds its packages here)
+	# test-templates: (templates helper adds its packages here)
+	# test-compose: (compose helper adds its packages here)
+)
+
+missing=()
+for p in "${packages[@]}"; do
+	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+# Node.js and npm may come from outside Debian (nodesource, nvm): a working
+# npm on PATH is as good as the package.
+if command -v npm >/dev/null 2>&1; then
+	kept=()
+	for p in "${missing[@]}"; do [[ $p == nodejs || $p == npm ]] || kept+=("$p"); done
+	missing=("${kept[@]}")
+fi
+if ((${#missing[@]})); then
+	echo "deps: installing ${missing[*]}" >&2
+	sudo_cmd=()
+	[[ $(id -u) -eq 0 ]] || sudo_cmd=(sudo)
+	"${sudo_cmd[@]}" apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+command -v go >/dev/null || [[ -x /usr/local/go/bin/go ]] || { echo "deps: Go is not installed; install Go 1.24 or later" >&2; exit 1; }
