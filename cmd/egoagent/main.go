@@ -1,0 +1,78 @@
+// Command egoagent brings a workspace's secrets from 1Password into files,
+// keeps them fresh, and reports on them to Coder. This package only parses
+// flags and wires the internal packages together; the work happens there.
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+
+	"github.com/urfave/cli/v2"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+// Exit codes, fixed by the contract: scripts and Coder rely on them.
+const (
+	exitOK     = 0
+	exitFailed = 1 // the work failed: some secret is not fresh
+	exitUsage  = 2 // bad usage or bad configuration
+)
+
+func main() {
+	os.Exit(run(os.Args))
+}
+
+func run(args []string) int {
+	app := &cli.App{
+		Name:    "egoagent",
+		Usage:   "bring 1Password secrets into this workspace and keep them fresh",
+		Version: version,
+		// urfave/cli would print usage and exit on its own; errors are ours to report.
+		HideHelpCommand: true,
+		ExitErrHandler:  func(*cli.Context, error) {},
+		OnUsageError: func(_ *cli.Context, err error, _ bool) error {
+			return usageError{err}
+		},
+		Commands: []*cli.Command{
+			versionCommand(),
+		},
+	}
+	err := app.Run(args)
+	if err == nil {
+		return exitOK
+	}
+	fmt.Fprintln(os.Stderr, "egoagent:", err)
+	return exitCode(err)
+}
+
+// usageError marks bad usage or bad configuration (exit 2).
+type usageError struct{ err error }
+
+func (e usageError) Error() string { return e.err.Error() }
+func (e usageError) Unwrap() error { return e.err }
+
+func exitCode(err error) int {
+	var u usageError
+	if errors.As(err, &u) {
+		return exitUsage
+	}
+	var c cli.ExitCoder
+	if errors.As(err, &c) {
+		return c.ExitCode()
+	}
+	return exitFailed
+}
+
+func versionCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "version",
+		Usage: "print the version",
+		Action: func(c *cli.Context) error {
+			fmt.Fprintln(c.App.Writer, "egoagent", version)
+			return nil
+		},
+	}
+}

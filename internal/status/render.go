@@ -1,0 +1,200 @@
+package status
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+	"time"
+)
+
+// MetadataMax is Coder's cap on one metadata value; the line is kept far
+// below it, but never over it.
+const MetadataMax = 2048
+
+// Metadata renders the one line Coder's metadata UI shows: all is well, or
+// the worst problem first. Running reports whether the daemon is alive (the
+// caller knows how to find out); pass nil when it does not apply.
+func Metadata(s *State, now time.Time, running *bool) string {
+	line := metadataLine(s, now, running)
+	if len(line) > MetadataMax {
+		line = line[:MetadataMax-3] + "..."
+	}
+	return line
+}
+
+func metadataLine(s *State, now time.Time, running *bool) string {
+	if s == nil || (len(s.Secrets) == 0 && s.LastPass == nil) {
+		return "not synced yet: run egoagent sync"
+	}
+	var bad []Secret
+	for _, sec := range s.Secrets {
+		if !OK(sec.State) {
+			bad = append(bad, sec)
+		}
+	}
+	var parts []string
+	switch {
+	case len(bad) == 1:
+		parts = append(parts, problem(bad[0], now))
+	case len(bad) > 1:
+		parts = append(parts, fmt.Sprintf("%d of %d not fresh: %s", len(bad), len(s.Secrets), problem(bad[0], now)))
+	default:
+		parts = append(parts, fmt.Sprintf("ok: %d fresh", len(s.Secrets)))
+		if s.LastPass != nil {
+			parts[0] += ", synced " + Ago(now, s.LastPass.Finished)
+		}
+		if e := soonest(s.Secrets); e != nil && e.Expires.Sub(now) < 72*time.Hour {
+			parts = append(parts, fmt.Sprintf("%s expires in %s", e.Name, Round(e.Expires.Sub(now))))
+		}
+	}
+	if s.Daemon != nil && s.Daemon.ConfigError != "" {
+		parts = append(parts, "config error (old config in use)")
+	}
+	if running != nil && !*running {
+		parts = append(parts, "daemon not running")
+	}
+	return strings.Join(parts, "; ")
+}
+
+func problem(sec Secret, now time.Time) string {
+	why := sec.ErrorClass
+	if why == "" {
+		why = "error"
+	}
+	switch sec.State {
+	case Pending:
+		return sec.Name + " pending"
+	case Missing:
+		return fmt.Sprintf("%s missing (%s)", sec.Name, why)
+	}
+	since := ""
+	if !sec.StaleSince.IsZero() {
+		since = " " + Round(now.Sub(sec.StaleSince))
+	}
+	return fmt.Sprintf("%s stale%s (%s)", sec.Name, since, why)
+}
+
+func soonest(secs []Secret) *Secret {
+	var best *Secret
+	for i := range secs {
+		if e := secs[i].Expires; !e.IsZero() && (best == nil || e.Before(best.Expires)) {
+			best = &secs[i]
+		}
+	}
+	return best
+}
+
+// JSON writes the state as indented JSON, without fingerprints (they are of
+// no use to a reader and need not travel).
+func JSON(w io.Writer, s *State) error {
+	c := *s
+	c.Secrets = make([]Secret, len(s.Secrets))
+	for i, sec := range s.Secrets {
+		sec.Written = ""
+		c.Secrets[i] = sec
+	}
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(&c)
+}
+
+// Human writes a table for a person in a terminal: a line per secret, with
+// the reason underneath when something is wrong.
+func Human(w io.Writer, s *State, now time.Time, home string) error {
+	if len(s.Secrets) == 0 {
+		_, err := fmt.Fprintln(w, "No secrets recorded yet: run `egoagent sync`.")
+		return err
+	}
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "SECRET\tSTATE\tPATH\tFETCHED\tCHANGED\tCHECKED\tEXPIRES\tNEXT")
+	for _, sec := range s.Secrets {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n",
+			sec.Name, sec.State, shortHome(sec.Path, home),
+			Ago(now, sec.Fetched), Ago(now, sec.Changed), Ago(now, sec.Checked),
+			until(now, sec.Expires), until(now, sec.NextRefresh))
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	for _, sec := range s.Secrets {
+		var lines []string
+		if sec.Note != "" {
+			lines = append(lines, sec.Note)
+		}
+		if sec.Check != "" {
+			lines = append(lines, "check: "+sec.Check)
+		}
+		if sec.Error != "" {
+			e := "error"
+			if sec.ErrorClass != "" {
+				e += " (" + sec.ErrorClass + ")"
+			}
+			lines = append(lines, e+": "+sec.Error)
+			if !sec.StaleSince.IsZero() {
+				lines = append(lines, "failing since "+sec.StaleSince.Local().Format(time.DateTime)+" ("+Ago(now, sec.StaleSince)+")")
+			}
+			if !sec.RetryAt.IsZero() {
+				lines = append(lines, "next attempt "+until(now, sec.RetryAt))
+			}
+		}
+		if len(lines) > 0 {
+			fmt.Fprintf(w, "\n%s:\n  %s\n", sec.Name, strings.Join(lines, "\n  "))
+		}
+	}
+	if p := s.LastPass; p != nil {
+		fmt.Fprintf(w, "\nlast pass: %s, %s, %d source call(s), took %s\n", p.Trigger, Ago(now, p.Finished), p.Calls, Round(p.Finished.Sub(p.Started)))
+	}
+	if d := s.Daemon; d != nil && d.ConfigError != "" {
+		fmt.Fprintf(w, "\nconfig error (the daemon keeps the previous config): %s\n", d.ConfigError)
+	}
+	return nil
+}
+
+func shortHome(p, home string) string {
+	if home != "" && strings.HasPrefix(p, home+"/") {
+		return "~" + p[len(home):]
+	}
+	return p
+}
+
+// Ago renders how long ago t was, or "never".
+func Ago(now, t time.Time) string {
+	if t.IsZero() {
+		return "never"
+	}
+	d := now.Sub(t)
+	if d < time.Second {
+		return "just now"
+	}
+	return Round(d) + " ago"
+}
+
+func until(now, t time.Time) string {
+	if t.IsZero() {
+		return "-"
+	}
+	d := t.Sub(now)
+	if d < 0 {
+		return Round(-d) + " ago"
+	}
+	return "in " + Round(d)
+}
+
+// Round renders a duration in its largest sensible unit: 45s, 12m, 5h, 3d.
+func Round(d time.Duration) string {
+	if d < 0 {
+		d = -d
+	}
+	switch {
+	case d < time.Minute:
+		return fmt.Sprintf("%ds", int(d/time.Second))
+	case d < time.Hour:
+		return fmt.Sprintf("%dm", int(d/time.Minute))
+	case d < 48*time.Hour:
+		return fmt.Sprintf("%dh", int(d/time.Hour))
+	default:
+		return fmt.Sprintf("%dd", int(d/(24*time.Hour)))
+	}
+}

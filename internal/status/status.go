@@ -1,0 +1,182 @@
+// Package status keeps egoagent's record of each secret (the state file) and
+// renders it for people: `egoagent status` as a table or JSON, and
+// `egoagent metadata` as the one short line Coder shows.
+//
+// The state file holds times, outcomes and safe summaries, never a secret:
+// to tell whether an installed file is the one egoagent wrote, it keeps a
+// keyed fingerprint (HMAC-SHA256 under a random per-home key), so that the
+// state file cannot be used to confirm a guess of a short secret.
+//
+// Rendering reads only the state folder. It must stay cheap: Coder runs the
+// metadata command every few seconds in every workspace.
+package status
+
+import (
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/veraticus/egoengine/internal/secretfile"
+)
+
+// Secret states.
+const (
+	Fresh   = "fresh"   // the installed file matches the source's current copy and passed its check
+	Kept    = "kept"    // consumer-rewrites: the consumer's newer file passes its check and was kept
+	Stale   = "stale"   // the last attempt failed; the file in place is an older copy
+	Missing = "missing" // the last attempt failed and there is no file in place
+	Pending = "pending" // configured but never attempted
+)
+
+// OK reports whether a secret in state s is usable and up to date.
+func OK(s string) bool { return s == Fresh || s == Kept }
+
+// State is the content of the state file.
+type State struct {
+	Version   int       `json:"version"`
+	UpdatedAt time.Time `json:"updated_at"`
+	LastPass  *Pass     `json:"last_pass,omitempty"`
+	Daemon    *Daemon   `json:"daemon,omitempty"`
+	Secrets   []Secret  `json:"secrets"`
+}
+
+// Pass describes one ingestion pass.
+type Pass struct {
+	Trigger  string    `json:"trigger"` // sync, start, schedule, refresh, watch
+	Started  time.Time `json:"started"`
+	Finished time.Time `json:"finished"`
+	Calls    int       `json:"calls"` // requests made to the source (1Password rate limits count these)
+	OK       bool      `json:"ok"`
+}
+
+// Daemon is what the running daemon reports about itself.
+type Daemon struct {
+	PID         int       `json:"pid"`
+	Started     time.Time `json:"started"`
+	ConfigFile  string    `json:"config_file"`
+	ConfigError string    `json:"config_error,omitempty"` // a broken new config; the daemon keeps the old one
+}
+
+// Secret is what egoagent knows about one secret file.
+type Secret struct {
+	Name        string     `json:"name"`
+	Path        string     `json:"path"`
+	Ref         string     `json:"ref"`
+	Policy      string     `json:"policy"`
+	State       string     `json:"state"`
+	Note        string     `json:"note,omitempty"`         // what the last pass did, in words
+	Attempted   time.Time  `json:"attempted,omitzero"`     // last attempt to fetch
+	Fetched     time.Time  `json:"fetched,omitzero"`       // last successful fetch
+	Changed     time.Time  `json:"changed,omitzero"`       // last time egoagent changed the file
+	Checked     time.Time  `json:"checked,omitzero"`       // last check that passed
+	Check       string     `json:"check,omitempty"`        // the check's safe summary
+	Expires     time.Time  `json:"expires,omitzero"`       // credential expiry, when the file carries one
+	Error       string     `json:"error,omitempty"`        // why the last attempt failed
+	ErrorClass  string     `json:"error_class,omitempty"`  // see source.Class
+	StaleSince  time.Time  `json:"stale_since,omitzero"`   // first failure of the current run of failures
+	NextRefresh time.Time  `json:"next_refresh,omitzero"`  // set by the daemon
+	RetryAt     time.Time  `json:"retry_at,omitzero"`      // earliest next attempt after a failure
+	Written     string     `json:"written,omitempty"`      // fingerprint of what egoagent last wrote
+	Failures    int        `json:"failures,omitempty"`     // consecutive failed attempts
+}
+
+// Find returns the secret named name, or nil.
+func (s *State) Find(name string) *Secret {
+	for i := range s.Secrets {
+		if s.Secrets[i].Name == name {
+			return &s.Secrets[i]
+		}
+	}
+	return nil
+}
+
+const stateVersion = 1
+
+// Dir returns the state folder for home: ~/.local/state/egoagent.
+func Dir(home string) string { return filepath.Join(home, ".local", "state", "egoagent") }
+
+// File names inside the state folder.
+const (
+	StateFile = "state.json"
+	LogFile   = "egoagent.log"
+	Socket    = "control.sock"
+	LockFile  = "lock"
+	keyFile   = "fingerprint.key"
+	StageDir  = "stage"
+)
+
+// EnsureDir creates the state folder with mode 0700 (and tightens it if it
+// exists), since it holds the control socket and the fingerprint key.
+func EnsureDir(dir string) error {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("cannot create the state folder %s: %w", dir, err)
+	}
+	if err := os.Chmod(dir, 0o700); err != nil {
+		return fmt.Errorf("cannot set mode 0700 on the state folder %s: %w", dir, err)
+	}
+	return nil
+}
+
+// Load reads the state file in dir. A missing file is an empty state.
+func Load(dir string) (*State, error) {
+	b, err := os.ReadFile(filepath.Join(dir, StateFile))
+	if errors.Is(err, fs.ErrNotExist) {
+		return &State{Version: stateVersion}, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("cannot read the state file: %w", err)
+	}
+	var s State
+	if err := json.Unmarshal(b, &s); err != nil {
+		return nil, fmt.Errorf("the state file %s is damaged (%v); delete it and run `egoagent sync`", filepath.Join(dir, StateFile), err)
+	}
+	return &s, nil
+}
+
+// Save writes the state file atomically.
+func Save(dir string, s *State) error {
+	s.Version = stateVersion
+	b, err := json.MarshalIndent(s, "", "  ")
+	if err != nil {
+		return err
+	}
+	if err := secretfile.Replace(filepath.Join(dir, StateFile), append(b, '\n'), 0o600); err != nil {
+		return fmt.Errorf("cannot save the state file: %w", err)
+	}
+	return nil
+}
+
+// Fingerprinter computes keyed fingerprints of file contents.
+type Fingerprinter struct{ key []byte }
+
+// NewFingerprinter loads the per-home key from dir, creating it on first use.
+func NewFingerprinter(dir string) (*Fingerprinter, error) {
+	p := filepath.Join(dir, keyFile)
+	key, err := os.ReadFile(p)
+	if err == nil && len(key) == 32 {
+		return &Fingerprinter{key: key}, nil
+	}
+	key = make([]byte, 32)
+	if _, err := rand.Read(key); err != nil {
+		return nil, err
+	}
+	if err := secretfile.Replace(p, key, 0o600); err != nil {
+		return nil, fmt.Errorf("cannot create the fingerprint key: %w", err)
+	}
+	return &Fingerprinter{key: key}, nil
+}
+
+// Sum returns the fingerprint of data.
+func (f *Fingerprinter) Sum(data []byte) string {
+	m := hmac.New(sha256.New, f.key)
+	m.Write(data)
+	return hex.EncodeToString(m.Sum(nil)[:16])
+}
