@@ -26,6 +26,7 @@ func main() {
 }
 
 func run(args []string) int {
+	var notFound string
 	app := &cli.App{
 		Name:    "egoagent",
 		Usage:   "bring 1Password secrets into this workspace and keep them fresh",
@@ -36,15 +37,29 @@ func run(args []string) int {
 		OnUsageError: func(_ *cli.Context, err error, _ bool) error {
 			return usageError{err}
 		},
+		CommandNotFound: func(c *cli.Context, name string) {
+			notFound = name
+		},
+		Flags: globalFlags,
 		Commands: []*cli.Command{
+			syncCommand(),
+			statusCommand(),
+			metadataCommand(),
 			versionCommand(),
+			imageCommand(),
 		},
 	}
 	err := app.Run(args)
+	if notFound != "" {
+		fmt.Fprintf(os.Stderr, "egoagent: unknown command %q; run egoagent --help for the list\n", notFound)
+		return exitUsage
+	}
 	if err == nil {
 		return exitOK
 	}
-	fmt.Fprintln(os.Stderr, "egoagent:", err)
+	if msg := err.Error(); msg != "" {
+		fmt.Fprintln(os.Stderr, "egoagent:", msg)
+	}
 	return exitCode(err)
 }
 

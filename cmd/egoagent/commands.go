@@ -1,0 +1,129 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/veraticus/egoengine/internal/engine"
+	"github.com/veraticus/egoengine/internal/status"
+)
+
+func syncCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "sync",
+		Usage:     "run one ingestion pass in this process, then exit (for scripts and CI)",
+		ArgsUsage: "[NAME...]",
+		Flags: []cli.Flag{
+			&cli.DurationFlag{Name: "timeout", Usage: "give up after this long", Value: 2 * time.Minute},
+		},
+		Action: func(c *cli.Context) error {
+			e, err := newEnv(c)
+			if err != nil {
+				return err
+			}
+			cfg, err := e.loadConfig()
+			if err != nil {
+				return err
+			}
+			ctx, cancel := context.WithTimeout(c.Context, c.Duration("timeout"))
+			defer cancel()
+			eng, err := e.newEngine(ctx, cfg)
+			if err != nil {
+				return err
+			}
+			rep, err := eng.Pass(ctx, engine.Options{Trigger: "sync", Names: c.Args().Slice()})
+			return reportOutcome(c.App.Writer, rep, err)
+		},
+	}
+}
+
+// reportOutcome prints a pass's report a line per secret and turns it into
+// the contract's exit code.
+func reportOutcome(w io.Writer, rep *engine.Report, err error) error {
+	var ue *engine.UsageError
+	if errors.As(err, &ue) {
+		return usageError{err}
+	}
+	if rep != nil {
+		for _, o := range rep.Outcomes {
+			line := fmt.Sprintf("%s: %s", o.Name, o.State)
+			if o.Note != "" {
+				line += " (" + o.Note + ")"
+			}
+			if o.Error != "" {
+				line += ": " + o.Error
+			}
+			fmt.Fprintln(w, line)
+		}
+	}
+	if err != nil {
+		return err
+	}
+	if !rep.OK() {
+		return cli.Exit("", exitFailed)
+	}
+	return nil
+}
+
+func statusCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "status",
+		Usage: "show each secret: state, when fetched, changed and checked, errors, next refresh",
+		Flags: []cli.Flag{&cli.BoolFlag{Name: "json", Usage: "machine-readable output"}},
+		Action: func(c *cli.Context) error {
+			e, err := newEnv(c)
+			if err != nil {
+				return err
+			}
+			st, err := status.Load(e.stateDir)
+			if err != nil {
+				return err
+			}
+			if c.Bool("json") {
+				err = status.JSON(c.App.Writer, st)
+			} else {
+				err = status.Human(c.App.Writer, st, time.Now(), e.home)
+			}
+			if err != nil {
+				return err
+			}
+			for _, s := range st.Secrets {
+				if !status.OK(s.State) {
+					return cli.Exit("", exitFailed)
+				}
+			}
+			return nil
+		},
+	}
+}
+
+// metadataCommand prints the line Coder shows. It reads the state file and
+// nothing else: no config, no 1Password, no SDK. It does not build the
+// logger either, and it exits 0 whatever the secrets' state, because Coder
+// shows a non-zero exit as a failure of the script rather than the line.
+func metadataCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "metadata",
+		Usage: "print one short status line for Coder's metadata UI",
+		Action: func(c *cli.Context) error {
+			home, err := os.UserHomeDir()
+			if err != nil {
+				fmt.Fprintln(c.App.Writer, "egoagent: HOME is not set")
+				return nil
+			}
+			st, err := status.Load(status.Dir(home))
+			if err != nil {
+				fmt.Fprintln(c.App.Writer, "egoagent: state unreadable, run egoagent status")
+				return nil
+			}
+			fmt.Fprintln(c.App.Writer, status.Metadata(st, time.Now(), nil))
+			return nil
+		},
+	}
+}

@@ -1,0 +1,139 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/urfave/cli/v2"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	"golang.org/x/sys/unix"
+
+	"github.com/veraticus/egoengine/internal/check"
+	"github.com/veraticus/egoengine/internal/config"
+	"github.com/veraticus/egoengine/internal/engine"
+	"github.com/veraticus/egoengine/internal/source"
+	"github.com/veraticus/egoengine/internal/status"
+)
+
+// Global flags. Every setting egoagent takes from flags or the environment
+// is declared here and nowhere else. The 1Password token is deliberately not
+// among them: it is read from OP_SERVICE_ACCOUNT_TOKEN by the source alone.
+var globalFlags = []cli.Flag{
+	&cli.StringFlag{
+		Name:    "config",
+		Usage:   "configuration file (default: ~/.config/egoagent/config.toml if present, else /etc/egoagent/config.toml)",
+		EnvVars: []string{"EGOAGENT_CONFIG"},
+	},
+	&cli.StringFlag{
+		Name:  "log-format",
+		Usage: "auto (readable on a terminal, JSON otherwise), console or json",
+		Value: "auto",
+	},
+	&cli.BoolFlag{Name: "verbose", Aliases: []string{"v"}, Usage: "log debug detail"},
+}
+
+// env is what every command needs from the process: where home and state
+// are, and a logger.
+type env struct {
+	home     string
+	stateDir string
+	log      *zap.Logger
+	c        *cli.Context
+}
+
+func newEnv(c *cli.Context) (*env, error) {
+	home, err := os.UserHomeDir()
+	if err != nil || !filepath.IsAbs(home) {
+		return nil, usageError{errors.New("HOME is not set to an absolute path; egoagent keeps its state and secrets under it")}
+	}
+	log, err := newLogger(c.String("log-format"), c.Bool("verbose"))
+	if err != nil {
+		return nil, usageError{err}
+	}
+	return &env{home: home, stateDir: status.Dir(home), log: log, c: c}, nil
+}
+
+func (e *env) configPath() string {
+	if p := e.c.String("config"); p != "" {
+		return p
+	}
+	return config.Path(func(string) string { return "" }, e.home)
+}
+
+func (e *env) loadConfig() (*config.Config, error) {
+	cfg, err := config.Load(e.configPath(), config.Env{Home: e.home})
+	if err != nil {
+		return nil, usageError{err}
+	}
+	return cfg, nil
+}
+
+// newSource builds the configured source. The 1Password one is only built
+// here, by commands that fetch: status and metadata never reach this.
+func (e *env) newSource(ctx context.Context, cfg *config.Config) (source.Source, error) {
+	switch cfg.Source.Kind {
+	case config.SourceDir:
+		return source.NewDir(cfg.Source.Dir), nil
+	default:
+		return source.NewOnePassword(ctx, source.OnePasswordOptions{Version: version})
+	}
+}
+
+func (e *env) newEngine(ctx context.Context, cfg *config.Config) (*engine.Engine, error) {
+	src, err := e.newSource(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	return &engine.Engine{
+		Config: cfg,
+		Source: src,
+		Checker: check.New(check.Options{
+			CodexCommand: cfg.Check.CodexCommand,
+			Timeout:      cfg.Check.Timeout,
+			StageDir:     filepath.Join(e.stateDir, status.StageDir),
+		}),
+		Home:     e.home,
+		StateDir: e.stateDir,
+		Log:      e.log,
+	}, nil
+}
+
+// newLogger logs for people on a terminal and for machines elsewhere. Log
+// lines carry names, paths, references and error classes, never values.
+func newLogger(format string, verbose bool) (*zap.Logger, error) {
+	switch format {
+	case "auto":
+		format = "json"
+		if isTerminal(os.Stderr) {
+			format = "console"
+		}
+	case "console", "json":
+	default:
+		return nil, fmt.Errorf("--log-format %q: use auto, console or json", format)
+	}
+	level := zapcore.InfoLevel
+	if verbose {
+		level = zapcore.DebugLevel
+	}
+	var enc zapcore.Encoder
+	if format == "console" {
+		ec := zap.NewDevelopmentEncoderConfig()
+		ec.EncodeTime = zapcore.TimeEncoderOfLayout("15:04:05")
+		ec.EncodeCaller = nil
+		enc = zapcore.NewConsoleEncoder(ec)
+	} else {
+		ec := zap.NewProductionEncoderConfig()
+		ec.EncodeTime = zapcore.RFC3339TimeEncoder
+		enc = zapcore.NewJSONEncoder(ec)
+	}
+	return zap.New(zapcore.NewCore(enc, zapcore.Lock(os.Stderr), level)), nil
+}
+
+func isTerminal(f *os.File) bool {
+	_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
+	return err == nil
+}
