@@ -1,0 +1,112 @@
+#!/usr/bin/env bash
+# Runs Docker Compose for the egoengine Coder stack in compose/, after checking
+# compose/.env, so that a missing or half-filled .env stops here with a list of
+# what to fix instead of half-way through `docker compose up`.
+#
+#   scripts/compose.sh up        start (or update) the stack and wait until healthy
+#   scripts/compose.sh down      stop it; volumes (database, certificates) are kept
+#   scripts/compose.sh ARGS...   any other docker compose command, e.g. `ps`, `logs -f coder`
+#
+# Exit status 2 means the configuration needs fixing; otherwise it is
+# docker compose's own.
+set -euo pipefail
+
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+dir="$root/compose"
+env_file="$dir/.env"
+
+fail() {
+	printf 'compose: %s\n' "$@" >&2
+	exit 2
+}
+warn() { printf 'compose: warning: %s\n' "$*" >&2; }
+
+if (($# == 0)); then
+	fail "usage: scripts/compose.sh up | down | <docker compose command> [args...]"
+fi
+
+if [[ ! -f $env_file ]]; then
+	fail "$env_file not found; the stack takes its settings and secrets from it." \
+		"Create it from the example, then fill in the required values:" \
+		"  cp compose/.env.example compose/.env && chmod 600 compose/.env" \
+		"  CODER_ACCESS_URL   https://egoengine.<your domain>" \
+		"  POSTGRES_PASSWORD  openssl rand -hex 32" \
+		"  DOCKER_GROUP_ID    stat -c %g /var/run/docker.sock" \
+		"docs/operations.md walks through the first start."
+fi
+
+# env_value KEY prints KEY's value from .env the way Compose reads simple
+# lines: the last assignment wins, surrounding quotes go, and so does a
+# trailing " # comment" on an unquoted value.
+env_value() {
+	local line value
+	line=$(grep -E "^[[:space:]]*(export[[:space:]]+)?$1[[:space:]]*=" "$env_file" | tail -n 1) || true
+	value=${line#*=}
+	value=${value#"${value%%[![:space:]]*}"}
+	if [[ $value =~ ^\"(.*)\"[[:space:]]*$ || $value =~ ^\'(.*)\'[[:space:]]*$ ]]; then
+		value=${BASH_REMATCH[1]}
+	else
+		value=${value%%[[:space:]]#*}
+		value=${value%"${value##*[![:space:]]}"}
+	fi
+	printf '%s' "$value"
+}
+
+problems=()
+for key in CODER_ACCESS_URL POSTGRES_PASSWORD DOCKER_GROUP_ID; do
+	[[ -n $(env_value "$key") ]] || problems+=("$key is empty or missing in $env_file")
+done
+
+access_url=$(env_value CODER_ACCESS_URL)
+if [[ -n $access_url && ! $access_url =~ ^https://[A-Za-z0-9.-]+(:[0-9]+)?/?$ ]]; then
+	problems+=("CODER_ACCESS_URL=$access_url: use https://egoengine.<your domain> (https, a host name, no path)")
+fi
+# The password goes into CODER_PG_CONNECTION_URL unescaped; characters with a
+# meaning in URLs would break or silently change the connection.
+password=$(env_value POSTGRES_PASSWORD)
+if [[ -n $password && ! $password =~ ^[A-Za-z0-9._~-]+$ ]]; then
+	problems+=("POSTGRES_PASSWORD holds characters that are not safe in a URL; use letters, digits and - . _ ~ (openssl rand -hex 32)")
+fi
+group_id=$(env_value DOCKER_GROUP_ID)
+if [[ -n $group_id && ! $group_id =~ ^[0-9]+$ ]]; then
+	problems+=("DOCKER_GROUP_ID=$group_id: a numeric group id is needed (stat -c %g /var/run/docker.sock)")
+fi
+if ((${#problems[@]})); then
+	fail "${problems[@]}" "Edit $env_file (compose/.env.example explains each value)."
+fi
+
+if [[ -S /var/run/docker.sock ]]; then
+	socket_gid=$(stat -c %g /var/run/docker.sock)
+	[[ $socket_gid == "$group_id" ]] ||
+		warn "DOCKER_GROUP_ID=$group_id but /var/run/docker.sock belongs to group $socket_gid; Coder will not be able to create workspaces"
+fi
+if [[ $(stat -c %a "$env_file") != [0-7]00 ]]; then
+	warn "$env_file is readable by other users and holds secrets; run: chmod 600 $env_file"
+fi
+# Compose lets the calling shell's environment override .env, silently.
+while IFS= read -r key; do
+	if [[ -n ${!key+set} ]]; then
+		warn "$key is set in your shell and overrides compose/.env; unset it to use the file's value"
+	fi
+done < <(grep -oE '^[[:space:]]*(export[[:space:]]+)?[A-Za-z_][A-Za-z0-9_]*[[:space:]]*=' "$env_file" | sed -E 's/^[[:space:]]*(export[[:space:]]+)?//; s/[[:space:]]*=$//' | sort -u)
+
+if ! docker compose version >/dev/null 2>&1; then
+	fail "Docker Compose v2 is not available (\`docker compose version\` failed)." \
+		"Install Docker Engine with the compose plugin on this host: https://docs.docker.com/engine/install/"
+fi
+
+compose=(docker compose --project-directory "$dir" --env-file "$env_file" --file "$dir/compose.yaml")
+case $1 in
+up)
+	shift
+	"${compose[@]}" up --detach --wait --wait-timeout 300 "$@"
+	printf 'compose: Coder is up; open %s\n' "$access_url"
+	;;
+down)
+	shift
+	"${compose[@]}" down "$@"
+	;;
+*)
+	"${compose[@]}" "$@"
+	;;
+esac
