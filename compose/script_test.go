@@ -196,6 +196,12 @@ func TestScriptRunsComposeWithTheStacksFiles(t *testing.T) {
 	}
 
 	os.Remove(filepath.Join(tr.root, "docker.log"))
+	code, _, calls = tr.run(t, nil, "up", "database")
+	if code != 0 || calls != "compose version\n"+base+"up --detach --wait --wait-timeout 300 database\n" {
+		t.Errorf("up database: exit %d, docker calls:\n%s", code, calls)
+	}
+
+	os.Remove(filepath.Join(tr.root, "docker.log"))
 	code, _, calls = tr.run(t, nil, "down")
 	if code != 0 || calls != "compose version\n"+base+"down\n" {
 		t.Errorf("down: exit %d, docker calls:\n%s", code, calls)

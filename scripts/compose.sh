@@ -100,7 +100,9 @@ case $1 in
 up)
 	shift
 	"${compose[@]}" up --detach --wait --wait-timeout 300 "$@"
-	printf 'compose: Coder is up; open %s\n' "$access_url"
+	if (($# == 0)); then
+		printf 'compose: Coder is up; open %s\n' "$access_url"
+	fi
 	;;
 down)
 	shift
