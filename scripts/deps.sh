@@ -9,7 +9,7 @@ packages=(
 	nodejs npm                      # test-go: the real Codex CLI
 	# test-nix: (nix helper adds its packages here)
 	# test-templates: (templates helper adds its packages here)
-	# test-compose: (compose helper adds its packages here)
+	shellcheck                      # test-compose: lints scripts/compose.sh (Caddy comes from the Go module proxy)
 )
 
 missing=()
