@@ -7,7 +7,7 @@ set -euo pipefail
 packages=(
 	git make ca-certificates curl   # everything
 	nodejs npm                      # test-go: the real Codex CLI
-	# test-nix: (nix helper adds its packages here)
+	nix-bin shellcheck jq lua5.4   # test-nix: nix-instantiate, nix hash, shellcheck, lock file, Neovim Lua
 	# test-templates: (templates helper adds its packages here)
 	shellcheck                      # test-compose: lints scripts/compose.sh (Caddy comes from the Go module proxy)
 )
