@@ -6,7 +6,6 @@
     enableCompletion = true;
     autosuggestion.enable = true;
     syntaxHighlighting.enable = true;
-    dotDir = "${config.xdg.configHome}/zsh";
 
     history = {
       size = 100000;
