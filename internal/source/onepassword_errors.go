@@ -1,0 +1,363 @@
+package source
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+
+	onepassword "github.com/1password/onepassword-sdk-go"
+)
+
+// The SDK reports almost every failure as a plain string from its
+// WebAssembly core (only rate limiting has a type of its own), and network
+// failures as a Go error text that went through a recovered panic. So errors
+// are classified by substrings of those texts. Every substring below was
+// read from the SDK v0.4.1 core (internal/wasm/core.wasm), from the extism
+// host's HTTP function, or from an offline run against the real SDK; the
+// table test in onepassword_errors_test.go holds them.
+
+// cause is what went wrong, finer than Class, so that the message can say
+// what to do.
+type cause int
+
+const (
+	causeOther cause = iota
+	causeTokenMalformed
+	causeTokenRejected
+	causeSessionEnded
+	causeRateLimited
+	causeNoAccess
+	causeNotFound
+	causeUnreachable
+	causeServerFailed
+)
+
+// sdkErrorRules is checked in order against the lowercased error text; the
+// first rule with a matching needle wins. Token rules come first because
+// the core's token errors can mention things (an address, a lookup) that
+// the network rules would also match; "rejected" comes before "malformed"
+// because the core wraps the reason a server gave ("bad service account
+// token, please rotate it: ...") around texts that also occur locally.
+var sdkErrorRules = []struct {
+	cause   cause
+	needles []string
+}{
+	{causeTokenRejected, []string{
+		"bad service account token",
+		"you are not authenticated",
+		"failed to authenticate",
+		"account couldn't be found",
+		"server hash was invalid",
+		"secret key from lookup response did not match",
+		"no session id found in auth lookup response",
+	}},
+	{causeTokenMalformed, []string{
+		"service account token had invalid format",
+		"base64 decoding failed",
+		"service account deserialization failed",
+		"prefix 'ops_' was expected",
+		"service account token is invalid",
+		"did not contain device uuid",
+		"invalid sign-in address",
+		"invalid user auth parameters within token",
+		"throttle token is invalid",
+		"secret key was the wrong length",
+		"unrecognized secret key version",
+		"srp authentication method unsupported",
+		"invalid service account token",
+		// The sign-in address in the token is not a 1Password server: the
+		// SDK's HTTP host refuses it before any traffic leaves.
+		"is not allowed",
+	}},
+	{causeRateLimited, []string{
+		"rate limit exceeded",
+		"too many requests",
+	}},
+	{causeSessionEnded, []string{
+		"session expired",
+		"due to inactive session",
+	}},
+	{causeNoAccess, []string{
+		"you don't have the right permissions",
+	}},
+	{causeNotFound, []string{
+		"resource not found",
+		"file not found",
+		"not found",
+	}},
+	{causeUnreachable, []string{
+		"context deadline exceeded",
+		"dial tcp",
+		"dial udp",
+		"proxyconnect",
+		"connection refused",
+		"connection reset",
+		"no such host",
+		"server misbehaving",
+		"temporary failure in name resolution",
+		"network is unreachable",
+		"no route to host",
+		"host is down",
+		"broken pipe",
+		"i/o timeout",
+		"timeout",
+		"tls:",
+		"x509:",
+		"certificate",
+		"unexpected eof",
+		": eof",
+		"error sending request",
+		"request functionality injected by extism caused an issue",
+		"server gave http response to https client",
+	}},
+	{causeServerFailed, []string{
+		"internal server error",
+		"service unavailable",
+		"bad gateway",
+		"gateway timeout",
+		"server error",
+		"unexpected status code in response: 5",
+	}},
+}
+
+// classifyText maps an SDK error text to a cause.
+func classifyText(s string) cause {
+	s = strings.ToLower(s)
+	for _, r := range sdkErrorRules {
+		for _, n := range r.needles {
+			if strings.Contains(s, n) {
+				return r.cause
+			}
+		}
+	}
+	return causeOther
+}
+
+// classify turns an SDK error into an *Error with an actionable message,
+// free of the token. ctx is the caller's context, cctx the request's (with
+// the per-request deadline).
+func (o *OnePassword) classify(ctx, cctx context.Context, err error) *Error {
+	return o.classifyAs(ctx, cctx, err, false)
+}
+
+// classifySignIn is classify for the sign-in. There, the server's "not
+// found", "no permission" and "bad request" (seen from the real core against
+// a loopback server answering 404, 403 and 400 to /api/v3/auth/start) are
+// about the service account itself, so they mean the token is no good.
+func (o *OnePassword) classifySignIn(ctx, cctx context.Context, err error) *Error {
+	return o.classifyAs(ctx, cctx, err, true)
+}
+
+func (o *OnePassword) classifyAs(ctx, cctx context.Context, err error, signIn bool) *Error {
+	full := o.scrub.clean(err.Error())
+	detail := capDetail(full)
+	clean := errors.New(detail)
+
+	var rl *onepassword.RateLimitExceededError
+	c := classifyText(full)
+	if errors.As(err, &rl) {
+		c = causeRateLimited
+	}
+	switch {
+	case ctx.Err() != nil:
+		return &Error{Class: ClassUnreachable, Msg: "gave up waiting for 1Password: " + ctx.Err().Error(), Err: ctx.Err()}
+	case cctx.Err() != nil && c != causeRateLimited:
+		return &Error{Class: ClassUnreachable,
+			Msg: fmt.Sprintf("1Password did not answer within %s (%s); check the workspace's network, DNS and proxy; the installed files stay as they are and egoagent tries again later", o.timeout, detail),
+			Err: clean}
+	}
+	if signIn && (c == causeNotFound || c == causeNoAccess || (c == causeOther && strings.Contains(strings.ToLower(full), "bad request"))) {
+		c = causeTokenRejected
+	}
+	if c == causeSessionEnded {
+		// Sign in again on the next call rather than reuse a dead session.
+		o.client = nil
+	}
+	return &Error{Class: c.class(), Msg: c.message(detail), Err: clean}
+}
+
+func (c cause) class() Class {
+	switch c {
+	case causeTokenMalformed, causeTokenRejected:
+		return ClassInvalidToken
+	case causeRateLimited:
+		return ClassRateLimited
+	case causeNoAccess, causeNotFound:
+		// Both need a person to change 1Password or the configuration;
+		// trying again sooner only spends quota.
+		return ClassNotFound
+	case causeUnreachable, causeServerFailed:
+		return ClassUnreachable
+	default:
+		return ClassOther
+	}
+}
+
+func (c cause) message(detail string) string {
+	switch c {
+	case causeTokenMalformed:
+		return fmt.Sprintf("%s is not a usable service account token (%s); copy the whole token (it starts with ops_) into the template's op_service_account_token variable, or create a new one", TokenEnv, detail)
+	case causeTokenRejected:
+		return fmt.Sprintf("1Password rejected the service account token in %s (%s); it may be revoked or expired: create a new token and give it to the workspace through the template's op_service_account_token variable", TokenEnv, detail)
+	case causeSessionEnded:
+		return fmt.Sprintf("the 1Password session ended (%s); egoagent signs in again on the next try", detail)
+	case causeRateLimited:
+		return fmt.Sprintf("1Password's rate limit for this service account is used up (%s); wait before trying again (reads are limited per hour, requests per day); the installed files stay as they are", detail)
+	case causeNoAccess:
+		return fmt.Sprintf("the service account may not read this (%s); grant it access to the vault in 1Password", detail)
+	case causeNotFound:
+		return fmt.Sprintf("not found in 1Password (%s); check the vault, item and field names in the reference", detail)
+	case causeUnreachable:
+		return fmt.Sprintf("cannot reach 1Password (%s); check the workspace's network, DNS and proxy; the installed files stay as they are and egoagent tries again later", detail)
+	case causeServerFailed:
+		return fmt.Sprintf("1Password's service failed (%s); egoagent tries again later and the installed files stay as they are", detail)
+	default:
+		return fmt.Sprintf("1Password returned an error (%s); if it persists, report it with this message", detail)
+	}
+}
+
+// referenceError maps one reference's error from ResolveAll.
+func (o *OnePassword) referenceError(r Ref, e onepassword.ResolveReferenceError) *Error {
+	nf := func(msg string) *Error { return &Error{Class: ClassNotFound, Ref: r.String(), Msg: msg} }
+	switch e.Type {
+	case onepassword.ResolveReferenceErrorTypeVariantVaultNotFound:
+		return nf(fmt.Sprintf("no vault named %q that this service account can read; check the name, or grant the service account access to the vault", r.Vault))
+	case onepassword.ResolveReferenceErrorTypeVariantItemNotFound:
+		return nf(fmt.Sprintf("no item named %q in vault %q; check the name, or create the item", r.Item, r.Vault))
+	case onepassword.ResolveReferenceErrorTypeVariantFieldNotFound:
+		return nf(fmt.Sprintf("item %q has no field or file named %q; check the name (a whole Document item is referenced as op://%s/%s)", r.Item, r.Field, r.Vault, r.Item))
+	case onepassword.ResolveReferenceErrorTypeVariantNoMatchingSections:
+		return nf(fmt.Sprintf("item %q has no section named %q; check the name", r.Item, r.Section))
+	case onepassword.ResolveReferenceErrorTypeVariantTooManyVaults:
+		return nf(fmt.Sprintf("several vaults are named %q; use the vault's ID in the reference, or rename one", r.Vault))
+	case onepassword.ResolveReferenceErrorTypeVariantTooManyItems:
+		return nf(fmt.Sprintf("several items in vault %q are named %q; use the item's ID in the reference, or rename or archive all but one", r.Vault, r.Item))
+	case onepassword.ResolveReferenceErrorTypeVariantTooManyMatchingFields:
+		return nf(fmt.Sprintf("several fields of item %q are named %q; add the section to the reference, use the field's ID, or rename one", r.Item, r.Field))
+	case onepassword.ResolveReferenceErrorTypeVariantParsing:
+		detail := capDetail(o.scrub.clean(safeMessage(e.Parsing)))
+		return &Error{Class: ClassOther, Ref: r.String(),
+			Msg: fmt.Sprintf("1Password cannot parse this reference (%s); names in references may hold only letters, digits, spaces, _, . and -, otherwise use IDs", detail)}
+	default:
+		return &Error{Class: ClassOther, Ref: r.String(),
+			Msg: fmt.Sprintf("1Password could not resolve this reference (%s); check the field's type in 1Password", e.Type)}
+	}
+}
+
+// safeMessage reads an SDK error variant's message. The SDK's accessors
+// dereference without a nil check; a missing message must not crash a pass.
+func safeMessage(get func() onepassword.ErrorMessage) (s string) {
+	defer func() {
+		if recover() != nil {
+			s = "no detail"
+		}
+	}()
+	return string(get())
+}
+
+// stopsPass reports whether every further request in this pass would fail
+// the same way, so that sending them would only spend quota.
+func (e *Error) stopsPass() bool {
+	switch e.Class {
+	case ClassMissingToken, ClassInvalidToken, ClassUnreachable, ClassRateLimited:
+		return true
+	}
+	return false
+}
+
+// withRef returns a copy of e about ref, so that one batch failure can be
+// handed to many results without them sharing (and overwriting) one value.
+func (e *Error) withRef(ref string) *Error {
+	c := *e
+	c.Ref = ref
+	return &c
+}
+
+func (e *Error) forRef(r Ref) *Error { return e.withRef(r.String()) }
+
+// maxDetail caps what an SDK error contributes to a message: status lines
+// and metadata output have little room, and a long text is a long leak
+// surface.
+const maxDetail = 300
+
+// scrubber removes the token, and the secrets inside it, from texts that
+// came from the SDK before they go anywhere.
+type scrubber struct {
+	secrets []string
+}
+
+// newScrubber collects what must never be shown: the token as given, and the
+// credential strings it carries (a token is "ops_" and base64 of JSON). A
+// core that echoed a decoded field would otherwise leak the secret key.
+func newScrubber(token string) *scrubber {
+	s := &scrubber{}
+	if token == "" {
+		return s
+	}
+	s.secrets = append(s.secrets, token)
+	if body, ok := strings.CutPrefix(token, "ops_"); ok {
+		s.secrets = append(s.secrets, body)
+		for _, enc := range []*base64.Encoding{base64.RawStdEncoding, base64.StdEncoding, base64.RawURLEncoding, base64.URLEncoding} {
+			raw, err := enc.DecodeString(body)
+			if err != nil {
+				continue
+			}
+			var v any
+			if json.Unmarshal(raw, &v) == nil {
+				s.collect(v, "")
+			}
+			break
+		}
+	}
+	return s
+}
+
+// collect adds the string leaves of a decoded token. The sign-in address is
+// kept visible: it names the 1Password server, which helps with network
+// errors and is not a secret. Short strings (method names, "mp") are not
+// secrets and replacing them would mangle unrelated words.
+func (s *scrubber) collect(v any, key string) {
+	switch t := v.(type) {
+	case map[string]any:
+		for k, x := range t {
+			s.collect(x, k)
+		}
+	case []any:
+		for _, x := range t {
+			s.collect(x, key)
+		}
+	case string:
+		if key != "signInAddress" && len(t) >= 8 {
+			s.secrets = append(s.secrets, t)
+		}
+	}
+}
+
+// clean returns an SDK error text without the WebAssembly stack trace the
+// core appends, without wrapper noise, on one line, with every secret
+// replaced.
+func (s *scrubber) clean(text string) string {
+	text, _, _ = strings.Cut(text, "\nwasm stack trace")
+	text = strings.TrimPrefix(text, "error initializing client: ")
+	text = strings.ReplaceAll(text, " (recovered by wazero)", "")
+	text = strings.Join(strings.Fields(text), " ")
+	for _, sec := range s.secrets {
+		text = strings.ReplaceAll(text, sec, "[redacted]")
+	}
+	if text == "" {
+		text = "no detail"
+	}
+	return text
+}
+
+// capDetail shortens a cleaned text for a message. Cut after scrubbing, so
+// no half of a secret can survive.
+func capDetail(text string) string {
+	if len(text) <= maxDetail {
+		return text
+	}
+	return strings.ToValidUTF8(text[:maxDetail], "") + "..."
+}
