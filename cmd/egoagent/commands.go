@@ -2,14 +2,19 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"os"
+	"os/signal"
+	"syscall"
 	"time"
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/veraticus/egoengine/internal/config"
+	"github.com/veraticus/egoengine/internal/daemon"
 	"github.com/veraticus/egoengine/internal/engine"
 	"github.com/veraticus/egoengine/internal/status"
 )
@@ -21,46 +26,94 @@ func syncCommand() *cli.Command {
 		ArgsUsage: "[NAME...]",
 		Flags: []cli.Flag{
 			&cli.DurationFlag{Name: "timeout", Usage: "give up after this long", Value: 2 * time.Minute},
+			&cli.BoolFlag{Name: "force", Usage: "install 1Password's copy even where the consumer-rewrites policy would keep the local file"},
+			// The daemon runs each pass as a child `sync` with these.
+			&cli.BoolFlag{Name: "config-stdin", Hidden: true, Usage: "read the configuration from stdin; --config names it"},
+			&cli.BoolFlag{Name: "report-json", Hidden: true, Usage: "print the report as JSON on stdout"},
+			&cli.StringFlag{Name: "trigger", Hidden: true, Value: "sync"},
+			&cli.StringSliceFlag{Name: "exclude", Hidden: true},
 		},
 		Action: func(c *cli.Context) error {
 			e, err := newEnv(c)
 			if err != nil {
 				return err
 			}
-			cfg, err := e.loadConfig()
-			if err != nil {
-				return err
+			var cfg *config.Config
+			if c.Bool("config-stdin") {
+				data, rerr := io.ReadAll(os.Stdin)
+				if rerr != nil {
+					return rerr
+				}
+				cfg, err = config.Parse(e.configPath(), data, config.Env{Home: e.home})
+				if err != nil {
+					err = usageError{err}
+				}
+			} else {
+				cfg, err = e.loadConfig()
 			}
-			ctx, cancel := context.WithTimeout(c.Context, c.Duration("timeout"))
+			if err != nil {
+				return childReport(c, nil, err)
+			}
+			// SIGTERM stops the pass between two secrets; a write under way
+			// completes or never happens, it is never partial.
+			ctx, stop := signal.NotifyContext(c.Context, syscall.SIGTERM, syscall.SIGINT)
+			defer stop()
+			ctx, cancel := context.WithTimeout(ctx, c.Duration("timeout"))
 			defer cancel()
 			eng, err := e.newEngine(ctx, cfg)
 			if err != nil {
-				return err
+				return childReport(c, nil, err)
 			}
-			rep, err := eng.Pass(ctx, engine.Options{Trigger: "sync", Names: c.Args().Slice()})
-			return reportOutcome(c.App.Writer, rep, err)
+			rep, err := eng.Pass(ctx, engine.Options{
+				Trigger: c.String("trigger"), Names: c.Args().Slice(),
+				Exclude: c.StringSlice("exclude"), Force: c.Bool("force"),
+			})
+			return childReport(c, rep, err)
 		},
 	}
+}
+
+// childReport prints a pass's outcome: as JSON for the daemon that runs
+// this pass as a child, or as lines for a person.
+func childReport(c *cli.Context, rep *engine.Report, err error) error {
+	if !c.Bool("report-json") {
+		return reportOutcome(c.App.Writer, rep, err)
+	}
+	cr := daemon.ChildReport{Report: rep}
+	if err != nil {
+		cr.Error = err.Error()
+	}
+	if jerr := json.NewEncoder(c.App.Writer).Encode(cr); jerr != nil {
+		return jerr
+	}
+	return exitFor(rep, err)
 }
 
 // reportOutcome prints a pass's report a line per secret and turns it into
 // the contract's exit code.
 func reportOutcome(w io.Writer, rep *engine.Report, err error) error {
-	var ue *engine.UsageError
-	if errors.As(err, &ue) {
-		return usageError{err}
-	}
 	if rep != nil {
 		for _, o := range rep.Outcomes {
 			line := fmt.Sprintf("%s: %s", o.Name, o.State)
 			if o.Note != "" {
 				line += " (" + o.Note + ")"
 			}
+			if o.Class != "" {
+				line += " (" + o.Class + ")"
+			}
 			if o.Error != "" {
 				line += ": " + o.Error
 			}
 			fmt.Fprintln(w, line)
 		}
+	}
+	return exitFor(rep, err)
+}
+
+func exitFor(rep *engine.Report, err error) error {
+	var ue *engine.UsageError
+	if errors.As(err, &ue) {
+		return usageError{err}
 	}
 	if err != nil {
 		return err
@@ -122,7 +175,7 @@ func metadataCommand() *cli.Command {
 				fmt.Fprintln(c.App.Writer, "egoagent: state unreadable, run egoagent status")
 				return nil
 			}
-			fmt.Fprintln(c.App.Writer, status.Metadata(st, time.Now(), nil))
+			fmt.Fprintln(c.App.Writer, status.Metadata(st, time.Now()))
 			return nil
 		},
 	}

@@ -33,7 +33,7 @@ var globalFlags = []cli.Flag{
 		Usage: "auto (readable on a terminal, JSON otherwise), console or json",
 		Value: "auto",
 	},
-	&cli.BoolFlag{Name: "verbose", Aliases: []string{"v"}, Usage: "log debug detail"},
+	&cli.BoolFlag{Name: "verbose", Usage: "log debug detail"},
 }
 
 // env is what every command needs from the process: where home and state

@@ -42,12 +42,18 @@ func run(args []string) int {
 		},
 		Flags: globalFlags,
 		Commands: []*cli.Command{
+			startCommand(),
+			runCommand(),
 			syncCommand(),
+			refreshCommand(),
 			statusCommand(),
 			metadataCommand(),
 			versionCommand(),
 			imageCommand(),
 		},
+	}
+	for _, cmd := range app.Commands {
+		setUsageError(cmd, app.OnUsageError)
 	}
 	err := app.Run(args)
 	if notFound != "" {
@@ -89,5 +95,14 @@ func versionCommand() *cli.Command {
 			fmt.Fprintln(c.App.Writer, "egoagent", version)
 			return nil
 		},
+	}
+}
+
+// setUsageError makes a bad flag on any subcommand a usage error (exit 2);
+// urfave/cli only applies the app's handler to the app's own flags.
+func setUsageError(cmd *cli.Command, f cli.OnUsageErrorFunc) {
+	cmd.OnUsageError = f
+	for _, sub := range cmd.Subcommands {
+		setUsageError(sub, f)
 	}
 }

@@ -165,7 +165,7 @@ type file struct {
 		Dir  string `toml:"dir"`
 	} `toml:"source"`
 	Schedule struct {
-		Refresh       string   `toml:"refresh"`
+		Refresh       string `toml:"refresh"`
 		Jitter        string `toml:"jitter"`
 		StartDeadline string `toml:"start_deadline"`
 	} `toml:"schedule"`

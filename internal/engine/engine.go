@@ -45,6 +45,7 @@ type Engine struct {
 type Options struct {
 	Trigger string   // why the pass runs: sync, start, schedule, refresh, watch
 	Names   []string // only these secrets; empty means all
+	Exclude []string // leave these out (they follow schedules of their own)
 	Force   bool     // install the source's copy even where consumer-rewrites would keep the local file
 }
 
@@ -128,11 +129,17 @@ func (e *Engine) Pass(ctx context.Context, opts Options) (*Report, error) {
 	started := e.now()
 	callsBefore := e.Source.Calls()
 
-	targets, listed := e.targets(ctx, opts.Names, st)
+	targets, listed := e.targets(ctx, opts.Names, opts.Exclude, st)
 	e.fetch(ctx, targets)
 
 	report := &Report{}
 	for _, t := range targets {
+		if err := ctx.Err(); err != nil {
+			// Stopped (SIGTERM, deadline): what is installed stays as it is,
+			// and the secrets not reached keep their previous state.
+			report.Outcomes = append(report.Outcomes, Outcome{Name: t.name, State: status.Pending, Class: "stopped", Error: "the pass stopped before reaching this secret: " + err.Error()})
+			continue
+		}
 		prev := st.Find(t.name)
 		var sec status.Secret
 		if prev != nil {
@@ -146,7 +153,7 @@ func (e *Engine) Pass(ctx context.Context, opts Options) (*Report, error) {
 		}
 		report.Outcomes = append(report.Outcomes, o)
 	}
-	if len(opts.Names) == 0 {
+	if len(opts.Names) == 0 && len(opts.Exclude) == 0 && ctx.Err() == nil {
 		e.forget(st, targets, listed)
 	}
 
@@ -162,22 +169,26 @@ func (e *Engine) Pass(ctx context.Context, opts Options) (*Report, error) {
 	return report, nil
 }
 
-func (e *Engine) validNames(names []string) error {
+func (e *Engine) validNames(names []string) error { return CheckNames(e.Config, names) }
+
+// CheckNames reports an error for any name that is neither a configured
+// secret nor under a mirror's prefix.
+func CheckNames(cfg *config.Config, names []string) error {
 	for _, n := range names {
-		if slices.ContainsFunc(e.Config.Secrets, func(s config.Secret) bool { return s.Name == n }) {
+		if slices.ContainsFunc(cfg.Secrets, func(s config.Secret) bool { return s.Name == n }) {
 			continue
 		}
-		if slices.ContainsFunc(e.Config.Mirrors, func(m config.Mirror) bool { return strings.HasPrefix(n, m.Prefix) }) {
+		if slices.ContainsFunc(cfg.Mirrors, func(m config.Mirror) bool { return strings.HasPrefix(n, m.Prefix) }) {
 			continue
 		}
 		var known []string
-		for _, s := range e.Config.Secrets {
+		for _, s := range cfg.Secrets {
 			known = append(known, s.Name)
 		}
-		for _, m := range e.Config.Mirrors {
+		for _, m := range cfg.Mirrors {
 			known = append(known, m.Prefix+"...")
 		}
-		return &UsageError{Msg: fmt.Sprintf("no secret named %q in %s; configured: %s", n, e.Config.File, strings.Join(known, ", "))}
+		return &UsageError{Msg: fmt.Sprintf("no secret named %q in %s; configured: %s", n, cfg.File, strings.Join(known, ", "))}
 	}
 	return nil
 }
@@ -190,10 +201,10 @@ func wanted(names []string, name string) bool {
 // content already (listing them is how they are fetched). listed records,
 // per mirror, whether its listing succeeded, so that forget only drops
 // entries of mirrors that answered.
-func (e *Engine) targets(ctx context.Context, names []string, st *status.State) ([]*target, map[string]bool) {
+func (e *Engine) targets(ctx context.Context, names, exclude []string, st *status.State) ([]*target, map[string]bool) {
 	var ts []*target
 	for _, s := range e.Config.Secrets {
-		if wanted(names, s.Name) {
+		if wanted(names, s.Name) && !slices.Contains(exclude, s.Name) {
 			ts = append(ts, &target{name: s.Name, ref: s.Ref, path: s.Path, mode: s.Mode, check: s.Check, policy: s.Policy})
 		}
 	}

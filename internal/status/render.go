@@ -14,17 +14,16 @@ import (
 const MetadataMax = 2048
 
 // Metadata renders the one line Coder's metadata UI shows: all is well, or
-// the worst problem first. Running reports whether the daemon is alive (the
-// caller knows how to find out); pass nil when it does not apply.
-func Metadata(s *State, now time.Time, running *bool) string {
-	line := metadataLine(s, now, running)
+// the worst problem first.
+func Metadata(s *State, now time.Time) string {
+	line := metadataLine(s, now)
 	if len(line) > MetadataMax {
 		line = line[:MetadataMax-3] + "..."
 	}
 	return line
 }
 
-func metadataLine(s *State, now time.Time, running *bool) string {
+func metadataLine(s *State, now time.Time) string {
 	if s == nil || (len(s.Secrets) == 0 && s.LastPass == nil) {
 		return "not synced yet: run egoagent sync"
 	}
@@ -46,14 +45,20 @@ func metadataLine(s *State, now time.Time, running *bool) string {
 			parts[0] += ", synced " + Ago(now, s.LastPass.Finished)
 		}
 		if e := soonest(s.Secrets); e != nil && e.Expires.Sub(now) < 72*time.Hour {
-			parts = append(parts, fmt.Sprintf("%s expires in %s", e.Name, Round(e.Expires.Sub(now))))
+			if e.Expires.After(now) {
+				parts = append(parts, fmt.Sprintf("%s expires in %s", e.Name, Round(e.Expires.Sub(now))))
+			} else {
+				parts = append(parts, fmt.Sprintf("%s expired %s ago", e.Name, Round(now.Sub(e.Expires))))
+			}
 		}
 	}
-	if s.Daemon != nil && s.Daemon.ConfigError != "" {
-		parts = append(parts, "config error (old config in use)")
-	}
-	if running != nil && !*running {
-		parts = append(parts, "daemon not running")
+	if d := s.Daemon; d != nil {
+		if d.ConfigError != "" && d.Running {
+			parts = append(parts, "config error (old config in use)")
+		}
+		if !d.Running {
+			parts = append(parts, "daemon not running")
+		}
 	}
 	return strings.Join(parts, "; ")
 }
@@ -146,8 +151,18 @@ func Human(w io.Writer, s *State, now time.Time, home string) error {
 	if p := s.LastPass; p != nil {
 		fmt.Fprintf(w, "\nlast pass: %s, %s, %d source call(s), took %s\n", p.Trigger, Ago(now, p.Finished), p.Calls, Round(p.Finished.Sub(p.Started)))
 	}
-	if d := s.Daemon; d != nil && d.ConfigError != "" {
-		fmt.Fprintf(w, "\nconfig error (the daemon keeps the previous config): %s\n", d.ConfigError)
+	if d := s.Daemon; d != nil {
+		if d.Running {
+			fmt.Fprintf(w, "daemon: running, pid %d, since %s, %d pass(es)\n", d.PID, Ago(now, d.Started), d.Passes)
+		} else {
+			fmt.Fprintf(w, "daemon: not running (last pid %d); `egoagent start` starts it\n", d.PID)
+		}
+		if !d.HoldUntil.IsZero() && d.HoldUntil.After(now) {
+			fmt.Fprintf(w, "rate limited: no automatic pass until %s (%s)\n", d.HoldUntil.Local().Format(time.DateTime), until(now, d.HoldUntil))
+		}
+		if d.ConfigError != "" && d.Running {
+			fmt.Fprintf(w, "config error (the daemon keeps the previous config): %s\n", d.ConfigError)
+		}
 	}
 	return nil
 }

@@ -22,6 +22,8 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
+	"syscall"
 	"time"
 
 	"github.com/veraticus/egoengine/internal/secretfile"
@@ -57,35 +59,41 @@ type Pass struct {
 	OK       bool      `json:"ok"`
 }
 
-// Daemon is what the running daemon reports about itself.
+// Daemon is what the daemon reports about itself. The daemon writes it to a
+// file of its own (daemon.json), so that it never waits on a pass for the
+// state file's lock; Load merges it in.
 type Daemon struct {
-	PID         int       `json:"pid"`
-	Started     time.Time `json:"started"`
-	ConfigFile  string    `json:"config_file"`
-	ConfigError string    `json:"config_error,omitempty"` // a broken new config; the daemon keeps the old one
+	PID         int                  `json:"pid"`
+	Started     time.Time            `json:"started"`
+	Running     bool                 `json:"running"` // filled in by Load: is that daemon alive now?
+	ConfigFile  string               `json:"config_file"`
+	ConfigError string               `json:"config_error,omitempty"` // a broken new config; the daemon keeps the old one
+	HoldUntil   time.Time            `json:"hold_until,omitzero"`    // no automatic pass before this (rate limited)
+	Next        map[string]time.Time `json:"next,omitempty"`         // next refresh per secret
+	Passes      int                  `json:"passes"`                 // passes run since the daemon started
 }
 
 // Secret is what egoagent knows about one secret file.
 type Secret struct {
-	Name        string     `json:"name"`
-	Path        string     `json:"path"`
-	Ref         string     `json:"ref"`
-	Policy      string     `json:"policy"`
-	State       string     `json:"state"`
-	Note        string     `json:"note,omitempty"`         // what the last pass did, in words
-	Attempted   time.Time  `json:"attempted,omitzero"`     // last attempt to fetch
-	Fetched     time.Time  `json:"fetched,omitzero"`       // last successful fetch
-	Changed     time.Time  `json:"changed,omitzero"`       // last time egoagent changed the file
-	Checked     time.Time  `json:"checked,omitzero"`       // last check that passed
-	Check       string     `json:"check,omitempty"`        // the check's safe summary
-	Expires     time.Time  `json:"expires,omitzero"`       // credential expiry, when the file carries one
-	Error       string     `json:"error,omitempty"`        // why the last attempt failed
-	ErrorClass  string     `json:"error_class,omitempty"`  // see source.Class
-	StaleSince  time.Time  `json:"stale_since,omitzero"`   // first failure of the current run of failures
-	NextRefresh time.Time  `json:"next_refresh,omitzero"`  // set by the daemon
-	RetryAt     time.Time  `json:"retry_at,omitzero"`      // earliest next attempt after a failure
-	Written     string     `json:"written,omitempty"`      // fingerprint of what egoagent last wrote
-	Failures    int        `json:"failures,omitempty"`     // consecutive failed attempts
+	Name        string    `json:"name"`
+	Path        string    `json:"path"`
+	Ref         string    `json:"ref"`
+	Policy      string    `json:"policy"`
+	State       string    `json:"state"`
+	Note        string    `json:"note,omitempty"`        // what the last pass did, in words
+	Attempted   time.Time `json:"attempted,omitzero"`    // last attempt to fetch
+	Fetched     time.Time `json:"fetched,omitzero"`      // last successful fetch
+	Changed     time.Time `json:"changed,omitzero"`      // last time egoagent changed the file
+	Checked     time.Time `json:"checked,omitzero"`      // last check that passed
+	Check       string    `json:"check,omitempty"`       // the check's safe summary
+	Expires     time.Time `json:"expires,omitzero"`      // credential expiry, when the file carries one
+	Error       string    `json:"error,omitempty"`       // why the last attempt failed
+	ErrorClass  string    `json:"error_class,omitempty"` // see source.Class
+	StaleSince  time.Time `json:"stale_since,omitzero"`  // first failure of the current run of failures
+	NextRefresh time.Time `json:"next_refresh,omitzero"` // set by the daemon
+	RetryAt     time.Time `json:"retry_at,omitzero"`     // earliest next attempt after a failure
+	Written     string    `json:"written,omitempty"`     // fingerprint of what egoagent last wrote
+	Failures    int       `json:"failures,omitempty"`    // consecutive failed attempts
 }
 
 // Find returns the secret named name, or nil.
@@ -105,12 +113,14 @@ func Dir(home string) string { return filepath.Join(home, ".local", "state", "eg
 
 // File names inside the state folder.
 const (
-	StateFile = "state.json"
-	LogFile   = "egoagent.log"
-	Socket    = "control.sock"
-	LockFile  = "lock"
-	keyFile   = "fingerprint.key"
-	StageDir  = "stage"
+	StateFile  = "state.json"
+	DaemonFile = "daemon.json"
+	DaemonLock = "daemon.lock" // held by the running daemon for its whole life
+	LogFile    = "egoagent.log"
+	Socket     = "control.sock"
+	LockFile   = "lock"
+	keyFile    = "fingerprint.key"
+	StageDir   = "stage"
 )
 
 // EnsureDir creates the state folder with mode 0700 (and tightens it if it
@@ -125,33 +135,84 @@ func EnsureDir(dir string) error {
 	return nil
 }
 
-// Load reads the state file in dir. A missing file is an empty state.
+// Load reads the state file in dir, with the daemon's report merged in. A
+// missing file is an empty state.
 func Load(dir string) (*State, error) {
-	b, err := os.ReadFile(filepath.Join(dir, StateFile))
-	if errors.Is(err, fs.ErrNotExist) {
-		return &State{Version: stateVersion}, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("cannot read the state file: %w", err)
-	}
 	var s State
-	if err := json.Unmarshal(b, &s); err != nil {
-		return nil, fmt.Errorf("the state file %s is damaged (%v); delete it and run `egoagent sync`", filepath.Join(dir, StateFile), err)
+	if err := readJSON(filepath.Join(dir, StateFile), &s); err != nil {
+		return nil, err
+	}
+	var d Daemon
+	if err := readJSON(filepath.Join(dir, DaemonFile), &d); err != nil {
+		return nil, err
+	}
+	if d.PID != 0 {
+		d.Running = DaemonAlive(dir)
+		s.Daemon = &d
+		if d.Running {
+			for i := range s.Secrets {
+				s.Secrets[i].NextRefresh = d.Next[s.Secrets[i].Name]
+			}
+		}
 	}
 	return &s, nil
 }
 
-// Save writes the state file atomically.
+func readJSON(path string, v any) error {
+	b, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("cannot read %s: %w", path, err)
+	}
+	if err := json.Unmarshal(b, v); err != nil {
+		return fmt.Errorf("%s is damaged (%v); delete it and run `egoagent sync`", path, err)
+	}
+	return nil
+}
+
+// Save writes the state file atomically. The daemon's report is not part of
+// it.
 func Save(dir string, s *State) error {
-	s.Version = stateVersion
-	b, err := json.MarshalIndent(s, "", "  ")
+	c := *s
+	c.Version, c.Daemon = stateVersion, nil
+	c.Secrets = slices.Clone(s.Secrets)
+	for i := range c.Secrets {
+		c.Secrets[i].NextRefresh = time.Time{}
+	}
+	return writeJSON(filepath.Join(dir, StateFile), &c)
+}
+
+// SaveDaemon writes the daemon's report atomically.
+func SaveDaemon(dir string, d *Daemon) error {
+	return writeJSON(filepath.Join(dir, DaemonFile), d)
+}
+
+func writeJSON(path string, v any) error {
+	b, err := json.MarshalIndent(v, "", "  ")
 	if err != nil {
 		return err
 	}
-	if err := secretfile.Replace(filepath.Join(dir, StateFile), append(b, '\n'), 0o600); err != nil {
-		return fmt.Errorf("cannot save the state file: %w", err)
+	if err := secretfile.Replace(path, append(b, '\n'), 0o600); err != nil {
+		return fmt.Errorf("cannot save %s: %w", path, err)
 	}
 	return nil
+}
+
+// DaemonAlive reports whether a daemon holds the daemon lock in dir. The
+// kernel drops an flock when its holder dies, so this never believes a
+// stale PID.
+func DaemonAlive(dir string) bool {
+	f, err := os.Open(filepath.Join(dir, DaemonLock))
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_SH|syscall.LOCK_NB); err != nil {
+		return errors.Is(err, syscall.EWOULDBLOCK)
+	}
+	return false
 }
 
 // Fingerprinter computes keyed fingerprints of file contents.

@@ -1,0 +1,208 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/veraticus/egoengine/internal/config"
+	"github.com/veraticus/egoengine/internal/daemon"
+	"github.com/veraticus/egoengine/internal/engine"
+	"github.com/veraticus/egoengine/internal/status"
+)
+
+func runCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "run",
+		Usage: "the daemon, in the foreground: refresh on schedule, watch files, serve refresh and status",
+		Flags: []cli.Flag{
+			&cli.BoolFlag{Name: "no-initial-pass", Usage: "do not run a pass at once (egoagent start asks for its own)", Hidden: true},
+			&cli.StringFlag{Name: "log-file", Usage: "send all output to this file and rotate it (egoagent start sets it)", Hidden: true},
+		},
+		Action: func(c *cli.Context) error {
+			var lf *daemon.LogFile
+			if p := c.String("log-file"); p != "" {
+				lf = &daemon.LogFile{Path: p, MaxSize: daemon.DefaultLogSize}
+				if err := lf.Redirect(); err != nil {
+					return err
+				}
+			}
+			e, err := newEnv(c)
+			if err != nil {
+				return err
+			}
+			exe, err := os.Executable()
+			if err != nil {
+				return err
+			}
+			ctx, stop := signal.NotifyContext(c.Context, syscall.SIGTERM, syscall.SIGINT)
+			defer stop()
+			d := &daemon.Daemon{
+				ConfigPath:  e.configPath(),
+				Home:        e.home,
+				StateDir:    e.stateDir,
+				Log:         e.log,
+				Runner:      daemon.ChildRunner{Exe: exe, Args: []string{"--log-format", "json"}},
+				InitialPass: !c.Bool("no-initial-pass"),
+				LogFile:     lf,
+			}
+			err = d.Serve(ctx)
+			if errors.Is(err, daemon.ErrRunning) {
+				fmt.Fprintln(c.App.Writer, "egoagent: a daemon is already running for this home; nothing to do")
+				return nil
+			}
+			var ce *config.Error
+			if errors.As(err, &ce) {
+				return usageError{err}
+			}
+			return err
+		},
+	}
+}
+
+// startCommand is what the workspace runs at start. It must return within
+// its deadline whatever 1Password does, and must not hold Coder's output
+// pipes: the daemon it leaves behind has its own session and writes only to
+// the log file.
+func startCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "start",
+		Usage: "at workspace start: ingest every secret (within a deadline), leave the daemon running, return",
+		Flags: []cli.Flag{
+			&cli.DurationFlag{Name: "deadline", Usage: "how long to wait for the first pass (default: schedule.start_deadline, 60s)"},
+		},
+		Action: func(c *cli.Context) error {
+			e, err := newEnv(c)
+			if err != nil {
+				return err
+			}
+			cfg, err := e.loadConfig()
+			if err != nil {
+				return err
+			}
+			deadline := cfg.Schedule.StartDeadline
+			if c.IsSet("deadline") {
+				deadline = c.Duration("deadline")
+			}
+			ctx, cancel := context.WithTimeout(c.Context, deadline)
+			defer cancel()
+			if err := status.EnsureDir(e.stateDir); err != nil {
+				return err
+			}
+			logPath := filepath.Join(e.stateDir, status.LogFile)
+			if !status.DaemonAlive(e.stateDir) {
+				if err := spawnDaemon(e.configPath(), logPath); err != nil {
+					return err
+				}
+			}
+			resp, err := callWhenUp(ctx, e.stateDir, daemon.Request{Op: "refresh", Trigger: "start"})
+			if err != nil {
+				if ctx.Err() != nil {
+					return cli.Exit(fmt.Sprintf("the first pass did not finish within %s; the daemon carries on (egoagent status shows progress, log: %s)", deadline, logPath), exitFailed)
+				}
+				return fmt.Errorf("%w (log: %s)", err, logPath)
+			}
+			return daemonOutcome(c, resp)
+		},
+	}
+}
+
+// spawnDaemon starts `egoagent run` detached: a session of its own, stdin
+// from /dev/null, stdout and stderr on the log file.
+func spawnDaemon(configPath, logPath string) error {
+	exe, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	logf, err := os.OpenFile(logPath, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
+	if err != nil {
+		return fmt.Errorf("cannot open the log file: %w", err)
+	}
+	defer logf.Close()
+	null, err := os.Open(os.DevNull)
+	if err != nil {
+		return err
+	}
+	defer null.Close()
+	cmd := exec.Command(exe, "--config", configPath, "--log-format", "json", "run", "--no-initial-pass", "--log-file", logPath)
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = null, logf, logf
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("cannot start the daemon: %w", err)
+	}
+	return cmd.Process.Release()
+}
+
+// callWhenUp calls the daemon, waiting for a freshly spawned one to open
+// its socket.
+func callWhenUp(ctx context.Context, stateDir string, req daemon.Request) (*daemon.Response, error) {
+	for {
+		resp, err := daemon.Call(ctx, stateDir, req)
+		if !errors.Is(err, daemon.ErrNoDaemon) {
+			return resp, err
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(25 * time.Millisecond):
+		}
+	}
+}
+
+func refreshCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "refresh",
+		Usage:     "refresh now (through the daemon if one runs) and print each secret's outcome; exit 0 only if all are fresh",
+		ArgsUsage: "[NAME...]",
+		Flags: []cli.Flag{
+			&cli.BoolFlag{Name: "force", Usage: "install 1Password's copy even where the consumer-rewrites policy would keep the local file"},
+			&cli.DurationFlag{Name: "timeout", Usage: "give up after this long", Value: 5 * time.Minute},
+		},
+		Action: func(c *cli.Context) error {
+			e, err := newEnv(c)
+			if err != nil {
+				return err
+			}
+			ctx, cancel := context.WithTimeout(c.Context, c.Duration("timeout"))
+			defer cancel()
+			req := daemon.Request{Op: "refresh", Names: c.Args().Slice(), Force: c.Bool("force")}
+			resp, err := daemon.Call(ctx, e.stateDir, req)
+			if errors.Is(err, daemon.ErrNoDaemon) {
+				// No daemon: do the pass here, as sync would.
+				cfg, err := e.loadConfig()
+				if err != nil {
+					return err
+				}
+				eng, err := e.newEngine(ctx, cfg)
+				if err != nil {
+					return err
+				}
+				rep, err := eng.Pass(ctx, engine.Options{Trigger: "refresh", Names: req.Names, Force: req.Force})
+				return reportOutcome(c.App.Writer, rep, err)
+			}
+			if err != nil {
+				return err
+			}
+			return daemonOutcome(c, resp)
+		},
+	}
+}
+
+func daemonOutcome(c *cli.Context, resp *daemon.Response) error {
+	if resp.Usage {
+		return usageError{errors.New(resp.Error)}
+	}
+	var err error
+	if resp.Error != "" {
+		err = errors.New(resp.Error)
+	}
+	return reportOutcome(c.App.Writer, resp.Report, err)
+}

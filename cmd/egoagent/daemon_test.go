@@ -1,0 +1,308 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/veraticus/egoengine/internal/status"
+)
+
+const twoSecondSchedule = `
+[schedule]
+refresh = "@every 2s"
+jitter = "0s"
+start_deadline = "20s"
+
+[[secret]]
+name = "api"
+ref = "op://v/api/token"
+path = "~/.config/api/token"
+
+[[secret]]
+name = "cfg"
+ref = "op://v/cfg/file"
+path = "~/.cfg.json"
+check = "json"
+`
+
+func TestStartLeavesOneDaemonThatKeepsSecretsFresh(t *testing.T) {
+	w := newWorkspace(t, twoSecondSchedule)
+	w.put("op://v/api/token", "t1")
+	w.put("op://v/cfg/file", `{"v":1}`)
+
+	out, errOut, code := w.egoagent("start")
+	if code != 0 || !strings.Contains(out, "api: fresh") || !strings.Contains(out, "cfg: fresh") {
+		t.Fatalf("start: %d %q %q", code, out, errOut)
+	}
+	pid := w.daemonPID()
+	if pid == 0 {
+		t.Fatal("no daemon after start")
+	}
+	if w.read(".config/api/token") != "t1" {
+		t.Fatal("start did not ingest")
+	}
+	// A second start finds the daemon and starts no other.
+	if _, _, code := w.egoagent("start"); code != 0 {
+		t.Fatalf("second start: %d", code)
+	}
+	if got := w.daemonPID(); got != pid {
+		t.Fatalf("daemon pid %d after the second start, want %d", got, pid)
+	}
+	if n := countDaemons(t, w.home); n != 1 {
+		t.Fatalf("%d daemons for one home", n)
+	}
+	if out, _, _ := w.egoagent("metadata"); !strings.HasPrefix(out, "ok: 2 fresh") {
+		t.Fatalf("metadata with a daemon: %q", out)
+	}
+
+	// Scheduled passes happen, and pick up a change in the source.
+	w.put("op://v/api/token", "t2")
+	eventually(t, 6*time.Second, "scheduled pass installs the new value", func() bool {
+		return w.read(".config/api/token") == "t2"
+	})
+	if st := w.state(); st.LastPass == nil || st.Daemon.Passes < 2 {
+		t.Fatalf("passes: %+v %+v", st.LastPass, st.Daemon)
+	}
+
+	// A deleted secret file is back within 2 s (the schedule is slower than
+	// that half the time, so this is the watcher's doing).
+	os.Remove(filepath.Join(w.home, ".config/api/token"))
+	eventually(t, 2*time.Second, "deleted file restored", func() bool {
+		return w.read(".config/api/token") == "t2"
+	})
+	// So is one replaced by something that fails its check.
+	os.WriteFile(filepath.Join(w.home, ".cfg.json"), []byte("{broken"), 0o600)
+	eventually(t, 2*time.Second, "broken file restored", func() bool {
+		return w.read(".cfg.json") == `{"v":1}`
+	})
+
+	// A config edit reloads: a new secret appears.
+	w.put("op://v/new/field", "n1")
+	w.writeConfig(twoSecondSchedule + "\n[[secret]]\nname = \"new\"\nref = \"op://v/new/field\"\npath = \"~/new\"\n")
+	eventually(t, 4*time.Second, "new secret from a reloaded config", func() bool { return w.read("new") == "n1" })
+
+	// A broken config keeps the old one running and says so.
+	w.writeConfig(twoSecondSchedule + "\n[[secret]]\nname = \"bad\"\nref = \"nope\"\npath = \"~/bad\"\n")
+	eventually(t, 4*time.Second, "config error in status", func() bool {
+		st := w.state()
+		return st.Daemon != nil && strings.Contains(st.Daemon.ConfigError, "must start with")
+	})
+	out, _, _ = w.egoagent("status")
+	if !strings.Contains(out, "config error") || !strings.Contains(out, `config.toml:23: secret "bad"`) {
+		t.Fatalf("status does not show the config error:\n%s", out)
+	}
+	if out, _, _ := w.egoagent("metadata"); !strings.Contains(out, "config error") {
+		t.Fatalf("metadata does not show the config error: %q", out)
+	}
+	os.Remove(filepath.Join(w.home, "new"))
+	eventually(t, 2*time.Second, "old config still serves", func() bool { return w.read("new") == "n1" })
+
+	// SIGHUP reloads too; with the config fixed the error goes away.
+	w.writeConfig(twoSecondSchedule)
+	syscall.Kill(pid, syscall.SIGHUP)
+	eventually(t, 4*time.Second, "config error cleared", func() bool {
+		st := w.state()
+		return st.Daemon != nil && st.Daemon.ConfigError == ""
+	})
+
+	// refresh goes through the daemon.
+	w.put("op://v/api/token", "t3")
+	out, errOut, code = w.egoagent("refresh", "api")
+	if code != 0 || out != "api: fresh (written)\n" || w.read(".config/api/token") != "t3" {
+		t.Fatalf("refresh: %d %q %q", code, out, errOut)
+	}
+	if _, errOut, code := w.egoagent("refresh", "nope"); code != exitUsage || !strings.Contains(errOut, `no secret named "nope"`) {
+		t.Fatalf("refresh of an unknown name: %d %q", code, errOut)
+	}
+	assertNoCanary(t, w)
+}
+
+func TestStartReturnsWithinItsDeadlineWhenTheSourceHangs(t *testing.T) {
+	w := newWorkspace(t, oneSecret)
+	// Reading a FIFO with no writer blocks forever: a source that hangs.
+	p := filepath.Join(w.vault, "v/api")
+	os.MkdirAll(p, 0o700)
+	if err := syscall.Mkfifo(filepath.Join(p, "token"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	begin := time.Now()
+	out, errOut, code := w.egoagent("start", "--deadline", "1500ms")
+	took := time.Since(begin)
+	if code != exitFailed || !strings.Contains(errOut, "did not finish within 1.5s") {
+		t.Fatalf("start: %d %q %q", code, out, errOut)
+	}
+	if took > 10*time.Second {
+		t.Fatalf("start took %s with a 1.5s deadline", took)
+	}
+	if w.daemonPID() == 0 {
+		t.Fatal("start left no daemon behind")
+	}
+}
+
+// SIGTERM in the middle of a pass: the daemon and its pass are gone within
+// 5 s, the installed file whole.
+func TestSIGTERMStopsCleanly(t *testing.T) {
+	w := newWorkspace(t, oneSecret)
+	w.put("op://v/api/token", "t1")
+	if _, _, code := w.egoagent("start"); code != 0 {
+		t.Fatal("start failed")
+	}
+	pid := w.daemonPID()
+	// Make the next pass hang inside the source, then ask for it.
+	fifo := filepath.Join(w.vault, "v/api/token")
+	os.Remove(fifo)
+	syscall.Mkfifo(fifo, 0o600)
+	refresh := w.cmd("refresh")
+	refresh.Start()
+	eventually(t, 5*time.Second, "pass running", func() bool { return len(childrenOf(t, pid)) > 0 })
+
+	syscall.Kill(pid, syscall.SIGTERM)
+	eventually(t, 5*time.Second, "daemon gone", func() bool { return syscall.Kill(pid, 0) != nil })
+	refresh.Wait()
+	if w.read(".config/api/token") != "t1" {
+		t.Fatal("the installed file changed")
+	}
+	entries, _ := os.ReadDir(filepath.Join(w.home, ".config/api"))
+	if len(entries) != 1 {
+		t.Fatalf("folder holds %d entries after the stop", len(entries))
+	}
+	if _, err := os.Stat(filepath.Join(w.stateDir(), status.Socket)); err == nil {
+		t.Fatal("the socket was left behind")
+	}
+}
+
+// Twenty people run refresh at once while the schedule fires every second:
+// every caller is answered, passes never overlap, no file is ever torn.
+func TestConcurrentRefreshes(t *testing.T) {
+	w := newWorkspace(t, strings.Replace(twoSecondSchedule, "@every 2s", "@every 1s", 1))
+	big := func(c byte) string { return strings.Repeat(string(c), 256<<10) }
+	w.put("op://v/api/token", big('a'))
+	w.put("op://v/cfg/file", `{"v":1}`)
+	if _, _, code := w.egoagent("start"); code != 0 {
+		t.Fatal("start failed")
+	}
+	var wg sync.WaitGroup
+	errs := make(chan string, 100)
+	stop := make(chan struct{})
+	go func() { // the source keeps changing
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			case <-time.After(30 * time.Millisecond):
+				w.put("op://v/api/token", big("ab"[i%2]))
+			}
+		}
+	}()
+	go func() { // the file is never torn
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			if got := w.read(".config/api/token"); got != big('a') && got != big('b') {
+				errs <- fmt.Sprintf("torn file: %d bytes", len(got))
+				return
+			}
+		}
+	}()
+	for i := 0; i < 20; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			out, errOut, code := w.egoagent("refresh")
+			if code != 0 || !strings.Contains(out, "api: fresh") {
+				errs <- fmt.Sprintf("refresh: %d %q %q", code, out, errOut)
+			}
+		}()
+	}
+	wg.Wait()
+	time.Sleep(1500 * time.Millisecond) // a scheduled pass or two more
+	close(stop)
+	close(errs)
+	for e := range errs {
+		t.Error(e)
+	}
+	// The daemon logs the start and end of each pass: they must alternate.
+	f, err := os.Open(filepath.Join(w.stateDir(), status.LogFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	open, passes := false, 0
+	sc := bufio.NewScanner(f)
+	sc.Buffer(nil, 1<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		switch {
+		case strings.Contains(line, `"pass starting"`):
+			if open {
+				t.Fatal("a pass started while another was running")
+			}
+			open = true
+		case strings.Contains(line, `"pass finished"`):
+			open = false
+			passes++
+		}
+	}
+	if passes < 2 || passes > 22 {
+		t.Fatalf("%d passes for 20 refreshes and a start", passes)
+	}
+	assertNoCanary(t, w)
+}
+
+// assertNoCanary checks that the token given to egoagent appears in none of
+// its files: state, daemon report, log.
+func assertNoCanary(t *testing.T, w *workspace) {
+	t.Helper()
+	entries, _ := os.ReadDir(w.stateDir())
+	for _, e := range entries {
+		b, _ := os.ReadFile(filepath.Join(w.stateDir(), e.Name()))
+		if bytes.Contains(b, []byte(w.token)) {
+			t.Errorf("the token appears in %s", e.Name())
+		}
+	}
+}
+
+// countDaemons counts `run` processes whose environment has this home.
+func countDaemons(t *testing.T, home string) int {
+	n := 0
+	procs, _ := filepath.Glob("/proc/[0-9]*")
+	for _, p := range procs {
+		cmdline, _ := os.ReadFile(p + "/cmdline")
+		env, _ := os.ReadFile(p + "/environ")
+		if bytes.Contains(cmdline, []byte("\x00run\x00")) && bytes.Contains(env, []byte("HOME="+home+"\x00")) {
+			n++
+		}
+	}
+	return n
+}
+
+func childrenOf(t *testing.T, pid int) []int {
+	var kids []int
+	procs, _ := filepath.Glob("/proc/[0-9]*")
+	for _, p := range procs {
+		st, err := os.ReadFile(p + "/stat")
+		if err != nil {
+			continue
+		}
+		// Fields after the command name, which is in parentheses.
+		f := strings.Fields(string(st[bytes.LastIndexByte(st, ')')+1:]))
+		var ppid, child int
+		fmt.Sscan(f[1], &ppid)
+		fmt.Sscan(filepath.Base(p), &child)
+		if ppid == pid {
+			kids = append(kids, child)
+		}
+	}
+	return kids
+}

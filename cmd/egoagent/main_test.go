@@ -1,0 +1,203 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/veraticus/egoengine/internal/status"
+)
+
+// These tests run egoagent as real processes: the test binary re-executes
+// itself as the egoagent command (asMainEnv), so the daemon, its children
+// and `start`'s detached daemon are real processes with real signals,
+// sockets and files, without a separate build step.
+const asMainEnv = "EGOAGENT_TEST_AS_MAIN"
+
+func TestMain(m *testing.M) {
+	if os.Getenv(asMainEnv) == "1" {
+		os.Exit(run(os.Args))
+	}
+	os.Exit(m.Run())
+}
+
+// workspace is a throwaway home with a directory source and a config.
+type workspace struct {
+	t      *testing.T
+	home   string
+	vault  string // the directory source's root
+	config string
+	token  string // OP_SERVICE_ACCOUNT_TOKEN given to every process: a canary
+}
+
+func newWorkspace(t *testing.T, configBody string) *workspace {
+	t.Helper()
+	w := &workspace{t: t, home: t.TempDir(), vault: t.TempDir(), token: "ops_CANARYTOKEN_" + strings.Repeat("x", 20)}
+	w.config = filepath.Join(t.TempDir(), "config.toml")
+	w.writeConfig(configBody)
+	t.Cleanup(w.killDaemon)
+	return w
+}
+
+func (w *workspace) writeConfig(body string) {
+	w.t.Helper()
+	cfg := "[source]\nkind = \"dir\"\ndir = \"" + w.vault + "\"\n" + body
+	// Written by rename, as editors do.
+	tmp := w.config + ".tmp"
+	if err := os.WriteFile(tmp, []byte(cfg), 0o600); err != nil {
+		w.t.Fatal(err)
+	}
+	if err := os.Rename(tmp, w.config); err != nil {
+		w.t.Fatal(err)
+	}
+}
+
+// put sets a value in the directory source.
+func (w *workspace) put(ref, value string) {
+	w.t.Helper()
+	p := filepath.Join(w.vault, filepath.FromSlash(strings.TrimPrefix(ref, "op://")))
+	os.MkdirAll(filepath.Dir(p), 0o700)
+	tmp := p + ".tmp"
+	if err := os.WriteFile(tmp, []byte(value), 0o600); err != nil {
+		w.t.Fatal(err)
+	}
+	os.Rename(tmp, p)
+}
+
+func (w *workspace) cmd(args ...string) *exec.Cmd {
+	exe, err := os.Executable()
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	c := exec.Command(exe, args...)
+	c.Env = append(os.Environ(), asMainEnv+"=1", "HOME="+w.home, "EGOAGENT_CONFIG="+w.config, "OP_SERVICE_ACCOUNT_TOKEN="+w.token)
+	return c
+}
+
+// egoagent runs one command to completion.
+func (w *workspace) egoagent(args ...string) (stdout, stderr string, code int) {
+	w.t.Helper()
+	c := w.cmd(args...)
+	var o, e bytes.Buffer
+	c.Stdout, c.Stderr = &o, &e
+	err := c.Run()
+	var ee *exec.ExitError
+	switch {
+	case errors.As(err, &ee):
+		code = ee.ExitCode()
+	case err != nil:
+		w.t.Fatal(err)
+	}
+	return o.String(), e.String(), code
+}
+
+func (w *workspace) stateDir() string { return status.Dir(w.home) }
+
+func (w *workspace) state() *status.State {
+	w.t.Helper()
+	st, err := status.Load(w.stateDir())
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	return st
+}
+
+func (w *workspace) daemonPID() int {
+	st := w.state()
+	if st.Daemon == nil || !st.Daemon.Running {
+		return 0
+	}
+	return st.Daemon.PID
+}
+
+func (w *workspace) killDaemon() {
+	if pid := w.daemonPID(); pid != 0 {
+		syscall.Kill(pid, syscall.SIGKILL)
+	}
+}
+
+func (w *workspace) read(rel string) string {
+	b, _ := os.ReadFile(filepath.Join(w.home, rel))
+	return string(b)
+}
+
+// eventually polls cond until it holds or the time is up.
+func eventually(t *testing.T, within time.Duration, what string, cond func() bool) {
+	t.Helper()
+	end := time.Now().Add(within)
+	for time.Now().Before(end) {
+		if cond() {
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatalf("%s: not within %s", what, within)
+}
+
+const oneSecret = `
+[schedule]
+refresh = "@every 1h"
+jitter = "0s"
+
+[[secret]]
+name = "api"
+ref = "op://v/api/token"
+path = "~/.config/api/token"
+`
+
+func TestExitCodes(t *testing.T) {
+	w := newWorkspace(t, oneSecret)
+	w.put("op://v/api/token", "t1")
+	if out, errOut, code := w.egoagent("sync"); code != 0 || !strings.Contains(out, "api: fresh (written)") {
+		t.Fatalf("sync: %d %q %q", code, out, errOut)
+	}
+	if _, _, code := w.egoagent("sync", "nope"); code != exitUsage {
+		t.Fatalf("unknown name: exit %d", code)
+	}
+	if _, errOut, code := w.egoagent("frobnicate"); code != exitUsage || !strings.Contains(errOut, `unknown command "frobnicate"`) {
+		t.Fatalf("unknown command: exit %d %q", code, errOut)
+	}
+	if _, _, code := w.egoagent("status", "--bogus"); code != exitUsage {
+		t.Fatalf("bad flag: exit %d", code)
+	}
+	os.Remove(filepath.Join(w.vault, "v/api/token"))
+	if out, _, code := w.egoagent("sync"); code != exitFailed || !strings.Contains(out, "api: stale") || !strings.Contains(out, "not-found") {
+		t.Fatalf("failing source: exit %d %q", code, out)
+	}
+	if w.read(".config/api/token") != "t1" {
+		t.Fatal("a failed sync damaged the installed file")
+	}
+	w.writeConfig("[[secret]]\nname = \"x\"\n")
+	if _, errOut, code := w.egoagent("sync"); code != exitUsage || !strings.Contains(errOut, `config.toml:4: secret "x" has no ref`) {
+		t.Fatalf("bad config: exit %d %q", code, errOut)
+	}
+}
+
+func TestStatusAndMetadata(t *testing.T) {
+	w := newWorkspace(t, oneSecret)
+	if out, _, code := w.egoagent("metadata"); code != 0 || out != "not synced yet: run egoagent sync\n" {
+		t.Fatalf("metadata before sync: %d %q", code, out)
+	}
+	w.put("op://v/api/token", "t1")
+	w.egoagent("sync")
+	out, _, code := w.egoagent("metadata")
+	if code != 0 || !strings.HasPrefix(out, "ok: 1 fresh, synced") || strings.Count(out, "\n") != 1 || len(out) > 80 {
+		t.Fatalf("metadata: %d %q", code, out)
+	}
+	out, _, code = w.egoagent("status")
+	if code != 0 || !strings.Contains(out, "api") || !strings.Contains(out, "~/.config/api/token") {
+		t.Fatalf("status: %d\n%s", code, out)
+	}
+	out, _, _ = w.egoagent("status", "--json")
+	var st status.State
+	if err := json.Unmarshal([]byte(out), &st); err != nil || st.Secrets[0].State != status.Fresh || st.Secrets[0].Written != "" {
+		t.Fatalf("status --json: %v\n%s", err, out)
+	}
+}

@@ -1,0 +1,307 @@
+package daemon
+
+import (
+	"math/rand/v2"
+	"slices"
+	"sort"
+	"time"
+
+	"github.com/robfig/cron/v3"
+
+	"github.com/veraticus/egoengine/internal/config"
+	"github.com/veraticus/egoengine/internal/engine"
+	"github.com/veraticus/egoengine/internal/source"
+)
+
+// Retry policy. 1Password counts every read against hourly and daily
+// quotas, and tight loops on auth or not-found errors have burnt a whole
+// day's quota in minutes, so only failures that can heal by themselves are
+// retried early, and those back off.
+const (
+	retryBase     = 30 * time.Second
+	retryCap      = 30 * time.Minute
+	rateLimitHold = time.Hour
+	watchDebounce = 300 * time.Millisecond
+	watchMinGap   = 5 * time.Second // per secret, between watch-triggered passes
+	watchPerHour  = 12              // per secret; past this, wait for the schedule
+)
+
+// Pass is a pass the planner wants run.
+type Pass struct {
+	Trigger string
+	Names   []string // nil: every secret not in Exclude
+	Exclude []string
+}
+
+func (p Pass) options() engine.Options {
+	return engine.Options{Trigger: p.Trigger, Names: p.Names, Exclude: p.Exclude}
+}
+
+// Planner decides when passes run: the cron schedule (with jitter, and
+// per-secret overrides), retries after failures, holds after rate limits,
+// and passes for files the watcher saw change. It does no I/O and reads no
+// clock: callers pass "now", which lets tests run a simulated hour in
+// microseconds.
+type Planner struct {
+	entries   []*entry
+	overrides []string // secrets with a schedule of their own
+	jitter    time.Duration
+	rng       *rand.Rand
+
+	holdUntil time.Time // no automatic pass before this (rate limited)
+	retries   map[string]*retry
+	touched   map[string]time.Time // watch: secret → when its pass is due
+	watched   map[string][]time.Time
+	full      string // a full pass is wanted as soon as possible, for this reason
+}
+
+type entry struct {
+	name  string // "" for the global schedule
+	sched cron.Schedule
+	next  time.Time
+}
+
+type retry struct {
+	at       time.Time
+	failures int
+}
+
+// NewPlanner plans for cfg from now on. rng supplies jitter; tests seed it.
+func NewPlanner(cfg *config.Config, now time.Time, rng *rand.Rand) *Planner {
+	p := &Planner{
+		jitter:  cfg.Schedule.Jitter,
+		rng:     rng,
+		retries: map[string]*retry{},
+		touched: map[string]time.Time{},
+		watched: map[string][]time.Time{},
+	}
+	// Specs were validated when the config was loaded.
+	global, _ := cron.ParseStandard(cfg.Schedule.Refresh)
+	p.entries = append(p.entries, &entry{sched: global})
+	for _, s := range cfg.Secrets {
+		if s.Schedule != "" {
+			sched, _ := cron.ParseStandard(s.Schedule)
+			p.entries = append(p.entries, &entry{name: s.Name, sched: sched})
+			p.overrides = append(p.overrides, s.Name)
+		}
+	}
+	for _, e := range p.entries {
+		p.advance(e, now)
+	}
+	return p
+}
+
+func (p *Planner) advance(e *entry, now time.Time) {
+	e.next = e.sched.Next(now)
+	if p.jitter > 0 {
+		e.next = e.next.Add(time.Duration(p.rng.Int64N(int64(p.jitter))))
+	}
+}
+
+// RunAll asks for a full pass as soon as possible, with trigger saying why
+// (daemon start, new config).
+func (p *Planner) RunAll(trigger string) { p.full = trigger }
+
+// Next returns when something will next be due; the zero time if nothing is.
+func (p *Planner) Next() time.Time {
+	var next time.Time
+	consider := func(t time.Time) {
+		if !t.IsZero() && (next.IsZero() || t.Before(next)) {
+			next = t
+		}
+	}
+	if p.full != "" {
+		consider(time.Unix(0, 1))
+	}
+	for _, e := range p.entries {
+		consider(e.next)
+	}
+	for _, r := range p.retries {
+		consider(r.at)
+	}
+	for _, t := range p.touched {
+		consider(t)
+	}
+	if !next.IsZero() && next.Before(p.holdUntil) {
+		next = p.holdUntil
+	}
+	return next
+}
+
+// Due returns the next pass that is due at now, if any, and forgets it.
+// Call it until it reports false. While a rate-limit hold lasts nothing is
+// due; the first pass after the hold is a full one.
+func (p *Planner) Due(now time.Time) (Pass, bool) {
+	if now.Before(p.holdUntil) {
+		for _, e := range p.entries {
+			for !e.next.After(now) {
+				p.advance(e, e.next)
+			}
+		}
+		return Pass{}, false
+	}
+	if p.full != "" {
+		trigger := p.full
+		p.full = ""
+		p.covered(nil)
+		return Pass{Trigger: trigger}, true
+	}
+	for _, e := range p.entries {
+		if e.next.After(now) {
+			continue
+		}
+		p.advance(e, now)
+		if e.name == "" {
+			p.covered(p.overrides)
+			return Pass{Trigger: "schedule", Exclude: slices.Clone(p.overrides)}, true
+		}
+		p.coveredName(e.name)
+		return Pass{Trigger: "schedule", Names: []string{e.name}}, true
+	}
+	if names := dueNames(p.retriesAt(), now); len(names) > 0 {
+		for _, n := range names {
+			p.retries[n].at = time.Time{}
+		}
+		return Pass{Trigger: "retry", Names: names}, true
+	}
+	if names := dueNames(p.touched, now); len(names) > 0 {
+		for _, n := range names {
+			delete(p.touched, n)
+		}
+		return Pass{Trigger: "watch", Names: names}, true
+	}
+	return Pass{}, false
+}
+
+func (p *Planner) retriesAt() map[string]time.Time {
+	m := map[string]time.Time{}
+	for n, r := range p.retries {
+		if !r.at.IsZero() {
+			m[n] = r.at
+		}
+	}
+	return m
+}
+
+func dueNames(m map[string]time.Time, now time.Time) []string {
+	var names []string
+	for n, t := range m {
+		if !t.After(now) {
+			names = append(names, n)
+		}
+	}
+	sort.Strings(names)
+	return names
+}
+
+// covered clears pending retries and watch passes that a pass over every
+// secret except exclude makes unnecessary.
+func (p *Planner) covered(exclude []string) {
+	for n, r := range p.retries {
+		if !slices.Contains(exclude, n) {
+			r.at = time.Time{}
+		}
+	}
+	for n := range p.touched {
+		if !slices.Contains(exclude, n) {
+			delete(p.touched, n)
+		}
+	}
+}
+
+func (p *Planner) coveredName(name string) {
+	if r := p.retries[name]; r != nil {
+		r.at = time.Time{}
+	}
+	delete(p.touched, name)
+}
+
+// Touch records that the watcher saw the file of secret name change in a
+// way egoagent did not cause. Its pass comes after a short debounce; a file
+// that keeps changing is passed over until the next scheduled pass, so that
+// a fight with another writer cannot spend the 1Password quota.
+func (p *Planner) Touch(name string, now time.Time) bool {
+	recent := p.watched[name][:0]
+	for _, t := range p.watched[name] {
+		if now.Sub(t) < time.Hour {
+			recent = append(recent, t)
+		}
+	}
+	p.watched[name] = recent
+	if len(recent) >= watchPerHour {
+		return false
+	}
+	due := now.Add(watchDebounce)
+	if n := len(recent); n > 0 && recent[n-1].Add(watchMinGap).After(due) {
+		due = recent[n-1].Add(watchMinGap)
+	}
+	if _, pending := p.touched[name]; !pending {
+		p.watched[name] = append(p.watched[name], due)
+		p.touched[name] = due
+	}
+	return true
+}
+
+// Observe updates retries and holds from a finished pass.
+func (p *Planner) Observe(rep *engine.Report, now time.Time) {
+	if rep == nil {
+		return
+	}
+	for _, o := range rep.Outcomes {
+		if o.Error == "" {
+			delete(p.retries, o.Name)
+			continue
+		}
+		r := p.retries[o.Name]
+		if r == nil {
+			r = &retry{}
+			p.retries[o.Name] = r
+		}
+		r.failures++
+		switch source.Class(o.Class) {
+		case source.ClassRateLimited:
+			// The quota is per token: hold every automatic pass.
+			p.holdUntil = now.Add(rateLimitHold)
+			p.full = "after rate limit"
+			r.at = time.Time{}
+		case source.ClassUnreachable, source.ClassOther, "stopped":
+			r.at = now.Add(backoff(r.failures, p.rng))
+		default:
+			// A bad token, a missing item, a failed check or a file in the
+			// way will not heal by itself: wait for the schedule, a config
+			// change or a person.
+			r.at = time.Time{}
+		}
+	}
+}
+
+// backoff is exponential with jitter: between half and all of
+// base·2^(n-1), capped.
+func backoff(failures int, rng *rand.Rand) time.Duration {
+	d := retryCap
+	if failures < 20 {
+		d = min(retryCap, retryBase<<(failures-1))
+	}
+	return d/2 + time.Duration(rng.Int64N(int64(d/2)+1))
+}
+
+// NextRefresh says when secret name will next be refreshed by the schedule
+// or a retry, for status.
+func (p *Planner) NextRefresh(name string) time.Time {
+	var next time.Time
+	for _, e := range p.entries {
+		if e.name == name || (e.name == "" && !slices.Contains(p.overrides, name)) {
+			next = e.next
+		}
+	}
+	if r := p.retries[name]; r != nil && !r.at.IsZero() && r.at.Before(next) {
+		next = r.at
+	}
+	if next.Before(p.holdUntil) {
+		next = p.holdUntil
+	}
+	return next
+}
+
+// HoldUntil returns the end of the current rate-limit hold, if any.
+func (p *Planner) HoldUntil() time.Time { return p.holdUntil }

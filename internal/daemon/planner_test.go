@@ -1,0 +1,212 @@
+package daemon
+
+import (
+	"context"
+	"math/rand/v2"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/veraticus/egoengine/internal/check"
+	"github.com/veraticus/egoengine/internal/config"
+	"github.com/veraticus/egoengine/internal/engine"
+	"github.com/veraticus/egoengine/internal/source"
+	"github.com/veraticus/egoengine/internal/source/sourcetest"
+	"github.com/veraticus/egoengine/internal/status"
+)
+
+const plannerConfig = `
+[schedule]
+refresh = "@every 1m"
+jitter = "0s"
+
+[[secret]]
+name = "a"
+ref = "op://v/a/f"
+path = "~/a"
+
+[[secret]]
+name = "b"
+ref = "op://v/b/f"
+path = "~/b"
+`
+
+// simulate runs the planner against a real engine and a scripted source on
+// a simulated clock, for the given length of time, and returns how many
+// calls reached the source.
+func simulate(t *testing.T, cfgTOML string, fail source.Class, length time.Duration) (calls int, passes []Pass) {
+	t.Helper()
+	home := t.TempDir()
+	cfg, err := config.Parse("test.toml", []byte(cfgTOML), config.Env{Home: home})
+	if err != nil {
+		t.Fatal(err)
+	}
+	src := sourcetest.New(map[string]string{"op://v/a/f": "A", "op://v/b/f": "B"})
+	src.Fail(fail)
+	start := time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC)
+	now := start
+	eng := &engine.Engine{
+		Config: cfg, Source: src, Home: home, StateDir: status.Dir(home), Log: zap.NewNop(),
+		Checker: check.New(check.Options{StageDir: filepath.Join(home, "stage")}),
+		Now:     func() time.Time { return now },
+	}
+	p := NewPlanner(cfg, now, rand.New(rand.NewPCG(1, 2)))
+	p.RunAll("start")
+	for now.Sub(start) < length {
+		next := p.Next()
+		if next.IsZero() {
+			t.Fatal("nothing planned")
+		}
+		if next.Sub(start) >= length {
+			break
+		}
+		if next.After(now) {
+			now = next
+		}
+		for {
+			pass, ok := p.Due(now)
+			if !ok {
+				break
+			}
+			passes = append(passes, pass)
+			rep, err := eng.Pass(context.Background(), pass.options())
+			if err != nil {
+				t.Fatal(err)
+			}
+			p.Observe(rep, now)
+		}
+		if len(passes) > 10000 {
+			t.Fatal("runaway")
+		}
+	}
+	return src.Calls(), passes
+}
+
+func TestHealthySourceIsCalledOncePerScheduledPass(t *testing.T) {
+	calls, passes := simulate(t, plannerConfig, "", time.Hour)
+	// One start pass and one per minute: each pass is one batched call.
+	if calls < 60 || calls > 62 || calls != len(passes) {
+		t.Fatalf("calls = %d over %d passes", calls, len(passes))
+	}
+}
+
+func TestRateLimitHoldsEveryPassForAnHour(t *testing.T) {
+	calls, passes := simulate(t, plannerConfig, source.ClassRateLimited, time.Hour+30*time.Second)
+	// The start pass hits the limit; the next call comes an hour later.
+	if calls != 2 {
+		t.Fatalf("calls = %d in a simulated hour (passes %+v); want 2", calls, passes)
+	}
+}
+
+func TestAuthErrorsWaitForTheSchedule(t *testing.T) {
+	for _, class := range []source.Class{source.ClassInvalidToken, source.ClassMissingToken, source.ClassNotFound} {
+		calls, passes := simulate(t, plannerConfig, class, time.Hour)
+		for _, p := range passes {
+			if p.Trigger == "retry" {
+				t.Fatalf("%s: a retry pass ran", class)
+			}
+		}
+		if calls > 62 {
+			t.Fatalf("%s: %d calls in an hour on a one-minute schedule", class, calls)
+		}
+	}
+}
+
+func TestUnreachableBacksOff(t *testing.T) {
+	cfg := `
+[schedule]
+refresh = "@every 6h"
+jitter = "0s"
+
+[[secret]]
+name = "a"
+ref = "op://v/a/f"
+path = "~/a"
+`
+	calls, passes := simulate(t, cfg, source.ClassUnreachable, time.Hour)
+	// Retries at about 30s, 1m, 2m, 4m, 8m, 16m, 30m, each with up to half
+	// off for jitter: at most 8 retries in an hour, never a tight loop.
+	if calls < 4 || calls > 9 {
+		t.Fatalf("calls = %d in an hour of unreachable source: %+v", calls, passes)
+	}
+	for i := 1; i < len(passes); i++ {
+		if passes[i].Trigger != "retry" {
+			t.Fatalf("pass %d: %+v", i, passes[i])
+		}
+	}
+}
+
+func TestPerSecretScheduleOverride(t *testing.T) {
+	cfg := plannerConfig + `schedule = "@every 10m"` + "\n"
+	_, passes := simulate(t, cfg, "", 31*time.Minute)
+	var onlyB, excludingB int
+	for _, p := range passes {
+		switch {
+		case len(p.Names) == 1 && p.Names[0] == "b":
+			onlyB++
+		case len(p.Exclude) == 1 && p.Exclude[0] == "b":
+			excludingB++
+		}
+	}
+	if onlyB != 3 || excludingB < 29 {
+		t.Fatalf("b alone %d times, others %d times: %+v", onlyB, excludingB, passes)
+	}
+}
+
+func TestJitterSpreadsPasses(t *testing.T) {
+	cfg, _ := config.Parse("t", []byte("[schedule]\nrefresh = \"0 * * * *\"\njitter = \"10m\"\n[[secret]]\nname = \"a\"\nref = \"op://v/a/f\"\npath = \"~/a\"\n"), config.Env{Home: "/h"})
+	now := time.Date(2026, 11, 27, 10, 30, 0, 0, time.UTC)
+	seen := map[time.Time]bool{}
+	for seed := uint64(0); seed < 20; seed++ {
+		next := NewPlanner(cfg, now, rand.New(rand.NewPCG(seed, seed))).Next()
+		hour := time.Date(2026, 11, 27, 11, 0, 0, 0, time.UTC)
+		if next.Before(hour) || !next.Before(hour.Add(10*time.Minute)) {
+			t.Fatalf("next = %v, want within 10m after %v", next, hour)
+		}
+		seen[next] = true
+	}
+	if len(seen) < 10 {
+		t.Fatalf("only %d distinct times from 20 workspaces", len(seen))
+	}
+}
+
+func TestTouchDebouncesAndCaps(t *testing.T) {
+	cfg, _ := config.Parse("t", []byte(plannerConfig), config.Env{Home: "/h"})
+	now := time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC)
+	p := NewPlanner(cfg, now, rand.New(rand.NewPCG(1, 1)))
+	p.Touch("a", now)
+	p.Touch("a", now.Add(10*time.Millisecond)) // same change, still pending
+	if _, ok := p.Due(now.Add(100 * time.Millisecond)); ok {
+		t.Fatal("due before the debounce")
+	}
+	pass, ok := p.Due(now.Add(watchDebounce))
+	if !ok || pass.Trigger != "watch" || len(pass.Names) != 1 || pass.Names[0] != "a" {
+		t.Fatalf("pass = %+v, %v", pass, ok)
+	}
+	// A file that changes every second for ten minutes gets passes at most
+	// every watchMinGap, and at most watchPerHour in all.
+	passes := 1
+	var last time.Time
+	for i := 1; i < 600; i++ {
+		at := now.Add(time.Duration(i) * time.Second)
+		p.Touch("a", at)
+		for {
+			pass, ok := p.Due(at)
+			if !ok {
+				break
+			}
+			if pass.Trigger == "watch" {
+				if !last.IsZero() && at.Sub(last) < watchMinGap {
+					t.Fatalf("watch passes %v apart", at.Sub(last))
+				}
+				passes++
+				last = at
+			}
+		}
+	}
+	if passes != watchPerHour {
+		t.Fatalf("%d watch passes in ten minutes of changes, want the cap %d", passes, watchPerHour)
+	}
+}
