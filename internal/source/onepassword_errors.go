@@ -25,6 +25,7 @@ type cause int
 
 const (
 	causeOther cause = iota
+	causeTokenMissing
 	causeTokenMalformed
 	causeTokenRejected
 	causeSessionEnded
@@ -45,6 +46,10 @@ var sdkErrorRules = []struct {
 	cause   cause
 	needles []string
 }{
+	{causeTokenMissing, []string{
+		// Only if an empty token got past NewOnePassword's own check.
+		"service account token was not specified",
+	}},
 	{causeTokenRejected, []string{
 		"bad service account token",
 		"you are not authenticated",
@@ -181,6 +186,8 @@ func (o *OnePassword) classifyAs(ctx, cctx context.Context, err error, signIn bo
 
 func (c cause) class() Class {
 	switch c {
+	case causeTokenMissing:
+		return ClassMissingToken
 	case causeTokenMalformed, causeTokenRejected:
 		return ClassInvalidToken
 	case causeRateLimited:
@@ -198,6 +205,8 @@ func (c cause) class() Class {
 
 func (c cause) message(detail string) string {
 	switch c {
+	case causeTokenMissing:
+		return fmt.Sprintf("%s is empty (%s): give the workspace the service account token through the template's op_service_account_token variable", TokenEnv, detail)
 	case causeTokenMalformed:
 		return fmt.Sprintf("%s is not a usable service account token (%s); copy the whole token (it starts with ops_) into the template's op_service_account_token variable, or create a new one", TokenEnv, detail)
 	case causeTokenRejected:
