@@ -111,8 +111,10 @@ func (o *OnePassword) Calls() int { return int(o.calls.Load()) }
 //   - Files that are not text. Resolve returns a string and, per the SDK's
 //     ResolveReferenceErrorTypeVariantUnsupportedFileFormat ("currently only
 //     support text files"), refuses a file it cannot return as text. A text
-//     file comes back whole as a JSON string, which is lossless, so only the
-//     refused ones cost the extra requests.
+//     file comes back as a JSON string, which carries valid UTF-8 unchanged,
+//     so only the refused ones cost the extra requests. (Read from the SDK's
+//     types and docs; no 1Password account is reachable where this was
+//     written, so it is not checked against the service.)
 //
 // A reference does not say whether it names a field or a file, so trying
 // ResolveAll first and falling back on that specific error is what keeps a
@@ -196,8 +198,9 @@ func (o *OnePassword) Fetch(ctx context.Context, refs []Ref) []Result {
 }
 
 // Documents returns every Document item of vault whose title starts with
-// prefix, sorted by title. It costs four requests plus one per Document:
-// vault list, item list, one batched item read and one file read each.
+// prefix, sorted by title. It costs three requests plus one per Document
+// (and the sign-in on first use): vault list, item list, one batched item
+// read, then one file read each.
 // Archived items are left out, as 1Password's own references leave them out.
 // Titles shared by several Document items come back with an error and no
 // content: picking one of them silently would make the mirrored file flip.
