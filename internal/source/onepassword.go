@@ -48,10 +48,18 @@ type OnePasswordOptions struct {
 // engine keeps the installed files and records why in status.
 type OnePassword struct {
 	token   string
+	signIn  string // the token's sign-in address, when the token decodes
 	version string
 	timeout time.Duration
 	scrub   *scrubber
 	calls   atomic.Int64
+
+	// broken is set once the SDK's core has failed for good in this
+	// process (see ErrSDKCoreBroken); every later call returns it.
+	broken *Error
+	// noProbe turns off the reachability probe, for tests that want the
+	// SDK itself to meet the network failure.
+	noProbe bool
 
 	// mu serialises use of the client. The SDK's core is single-threaded
 	// and serialises every call anyway; holding mu also makes the lazy
@@ -87,11 +95,13 @@ func NewOnePassword(_ context.Context, opts OnePasswordOptions) (*OnePassword, e
 	if version == "" {
 		version = "unknown"
 	}
+	tok := parseToken(token)
 	return &OnePassword{
 		token:     token,
+		signIn:    tok.signIn,
 		version:   version,
 		timeout:   timeout,
-		scrub:     newScrubber(token),
+		scrub:     &scrubber{secrets: tok.secrets},
 		newClient: signIn,
 	}, nil
 }
@@ -131,7 +141,7 @@ func (o *OnePassword) Fetch(ctx context.Context, refs []Ref) []Result {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 
-	c, err := o.connect(ctx)
+	c, err := o.ready(ctx)
 	if err != nil {
 		for i := range out {
 			out[i].Err = err.forRef(refs[i])
@@ -209,7 +219,7 @@ func (o *OnePassword) Documents(ctx context.Context, vault, prefix string) ([]Do
 	defer o.mu.Unlock()
 	where := "op://" + vault
 
-	c, cerr := o.connect(ctx)
+	c, cerr := o.ready(ctx)
 	if cerr != nil {
 		return nil, cerr.withRef(where)
 	}
@@ -267,14 +277,37 @@ func (o *OnePassword) Documents(ctx context.Context, vault, prefix string) ([]Do
 	return docs, nil
 }
 
-// connect returns the signed-in client, signing in on first use.
-func (o *OnePassword) connect(ctx context.Context) (*onepassword.Client, *Error) {
-	if o.client != nil {
-		return o.client, nil
+// ready returns a signed-in client for one Fetch or Documents call, after
+// checking what can be checked without the SDK: the token is there, its
+// sign-in address is one the SDK will talk to, and that address answers.
+//
+// The last two checks exist because of how SDK v0.4.1 fails: a network
+// error inside a request is a Go panic in the SDK's HTTP host function,
+// recovered by wazero, and each one leaves the WebAssembly core a little
+// more damaged. After about twenty of them in one process (measured: the
+// 23rd sign-in against a refused port returned "wasm error: out of bounds
+// memory access", and every call after it too) the core is useless until
+// the process exits. An answer with an HTTP error status does no harm (400
+// sign-ins answered 401 in a row left the core working). So a pass that
+// would fail on the network fails here instead, before the SDK is touched.
+func (o *OnePassword) ready(ctx context.Context) (*onepassword.Client, *Error) {
+	if o.broken != nil {
+		return nil, o.broken
 	}
 	if o.token == "" {
 		return nil, &Error{Class: ClassMissingToken,
 			Msg: TokenEnv + " is not set: give the workspace the service account token through the template's op_service_account_token variable"}
+	}
+	if err := o.probe(ctx); err != nil {
+		return nil, err
+	}
+	return o.connect(ctx)
+}
+
+// connect returns the signed-in client, signing in on first use.
+func (o *OnePassword) connect(ctx context.Context) (*onepassword.Client, *Error) {
+	if o.client != nil {
+		return o.client, nil
 	}
 	// Loading the SDK's core takes seconds on a small machine. Do it before
 	// the request deadline starts, so that the deadline measures 1Password

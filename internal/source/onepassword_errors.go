@@ -11,6 +11,14 @@ import (
 	onepassword "github.com/1password/onepassword-sdk-go"
 )
 
+// ErrSDKCoreBroken is wrapped (errors.Is) by every error of a 1Password
+// source whose SDK core has failed for good. SDK v0.4.1's WebAssembly core
+// is shared by the whole process and cannot be reloaded through its API; it
+// fails this way after repeated network errors inside requests. Only a new
+// process gets a new core: a long-running caller should restart itself (or
+// fetch in a child process) when it sees this.
+var ErrSDKCoreBroken = errors.New("the 1Password SDK's core failed in this process")
+
 // The SDK reports almost every failure as a plain string from its
 // WebAssembly core (only rate limiting has a type of its own), and network
 // failures as a Go error text that went through a recovered panic. So errors
@@ -34,6 +42,7 @@ const (
 	causeNotFound
 	causeUnreachable
 	causeServerFailed
+	causeCoreBroken
 )
 
 // sdkErrorRules is checked in order against the lowercased error text; the
@@ -46,6 +55,11 @@ var sdkErrorRules = []struct {
 	cause   cause
 	needles []string
 }{
+	{causeCoreBroken, []string{
+		// A trap inside the core, such as "wasm error: out of bounds memory
+		// access" (seen after about twenty network errors in one process).
+		"wasm error:",
+	}},
 	{causeTokenMissing, []string{
 		// Only if an empty token got past NewOnePassword's own check.
 		"service account token was not specified",
@@ -174,6 +188,12 @@ func (o *OnePassword) classifyAs(ctx, cctx context.Context, err error, signIn bo
 			Msg: fmt.Sprintf("1Password did not answer within %s (%s); check the workspace's network, DNS and proxy; the installed files stay as they are and egoagent tries again later", o.timeout, detail),
 			Err: clean}
 	}
+	if c == causeCoreBroken {
+		o.client = nil
+		o.broken = &Error{Class: ClassOther, Err: fmt.Errorf("%w: %s", ErrSDKCoreBroken, detail),
+			Msg: fmt.Sprintf("the 1Password SDK's core failed (%s), which SDK v0.4.1 does after repeated network errors in one process; restart egoagent (the installed files stay as they are)", detail)}
+		return o.broken
+	}
 	if signIn && (c == causeNotFound || c == causeNoAccess || (c == causeOther && strings.Contains(strings.ToLower(full), "bad request"))) {
 		c = causeTokenRejected
 	}
@@ -298,30 +318,56 @@ type scrubber struct {
 	secrets []string
 }
 
-// newScrubber collects what must never be shown: the token as given, and the
-// credential strings it carries (a token is "ops_" and base64 of JSON). A
-// core that echoed a decoded field would otherwise leak the secret key.
-func newScrubber(token string) *scrubber {
-	s := &scrubber{}
+// tokenInfo is what NewOnePassword reads from the token without the SDK.
+type tokenInfo struct {
+	signIn  string   // sign-in address, "" when the token does not decode
+	secrets []string // strings that must never be shown
+}
+
+// parseToken collects what must never be shown: the token as given, and the
+// credential strings it carries (a service account token is "ops_" and
+// unpadded base64 of a JSON object, as the SDK's core parses it). A core
+// that echoed a decoded field would otherwise leak the secret key. It also
+// reads the sign-in address, for the reachability probe.
+func parseToken(token string) tokenInfo {
+	var ti tokenInfo
 	if token == "" {
-		return s
+		return ti
 	}
-	s.secrets = append(s.secrets, token)
-	if body, ok := strings.CutPrefix(token, "ops_"); ok {
-		s.secrets = append(s.secrets, body)
-		for _, enc := range []*base64.Encoding{base64.RawStdEncoding, base64.StdEncoding, base64.RawURLEncoding, base64.URLEncoding} {
-			raw, err := enc.DecodeString(body)
-			if err != nil {
-				continue
-			}
-			var v any
-			if json.Unmarshal(raw, &v) == nil {
-				s.collect(v, "")
-			}
-			break
+	ti.secrets = append(ti.secrets, token)
+	body, ok := strings.CutPrefix(token, "ops_")
+	if !ok {
+		return ti
+	}
+	ti.secrets = append(ti.secrets, body)
+	for _, enc := range []*base64.Encoding{base64.RawStdEncoding, base64.StdEncoding, base64.RawURLEncoding, base64.URLEncoding} {
+		raw, err := enc.DecodeString(body)
+		if err != nil {
+			continue
 		}
+		var v map[string]any
+		if json.Unmarshal(raw, &v) != nil {
+			return ti
+		}
+		s := &scrubber{}
+		s.collect(v, "")
+		ti.secrets = append(ti.secrets, s.secrets...)
+		// Probe only for a token the core is likely to accept: one in the
+		// only encoding it decodes, with the credentials its parser needs.
+		// Anything less, the SDK rejects without a network request, and
+		// "malformed" is then the more useful report even when offline.
+		complete := enc == base64.RawStdEncoding
+		for _, k := range []string{"signInAddress", "email", "secretKey", "srpX", "muk", "userAuth"} {
+			if _, ok := v[k]; !ok {
+				complete = false
+			}
+		}
+		if complete {
+			ti.signIn, _ = v["signInAddress"].(string)
+		}
+		return ti
 	}
-	return s
+	return ti
 }
 
 // collect adds the string leaves of a decoded token. The sign-in address is

@@ -196,3 +196,22 @@ func TestOnePasswordReferenceErrors(t *testing.T) {
 		}
 	}
 }
+
+func TestOnePasswordSignInHosts(t *testing.T) {
+	for addr, want := range map[string]bool{
+		"my.1password.com":               true,
+		"https://my.1password.eu/":       true,
+		"team.1password.ca:443":          true,
+		"MY.1PASSWORD.COM":               true,
+		"1password.com":                  false, // the SDK allows subdomains only
+		"evil1password.com":              false,
+		"my.1password.com.evil.example":  false,
+		"127.0.0.1:9":                    false,
+		"":                               false,
+		"https://x.b5local.com:8443/api": true,
+	} {
+		if got := sdkAllowsHost(signInHost(addr)); got != want {
+			t.Errorf("%q: allowed %v, want %v", addr, got, want)
+		}
+	}
+}

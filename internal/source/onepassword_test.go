@@ -15,6 +15,8 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"os/exec"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -332,12 +334,37 @@ func TestOnePasswordMissingToken(t *testing.T) {
 	}
 }
 
+// childEnv marks the process that runs the real SDK's cases.
+const childEnv = "EGOAGENT_TEST_1PASSWORD_CHILD"
+
 // TestOnePasswordRealSDKOffline drives the real SDK through every way the
-// sign-in can fail here. The first subtest pays for loading the SDK's core
-// (seconds); the rest reuse it.
+// sign-in can fail here. It runs in a child process: the SDK's core is one
+// per process and is worn down by each network failure inside a request
+// (see OnePassword.ready), so a run must start from a fresh core to be
+// repeatable (go test -count=N) and to end with the core broken on purpose.
+// The child pays for loading the core once (seconds).
 func TestOnePasswordRealSDKOffline(t *testing.T) {
 	if testing.Short() {
 		t.Skip("loads the 1Password SDK's WebAssembly core (seconds); run without -short")
+	}
+	if os.Getenv(childEnv) == "" {
+		args := []string{"-test.run=^TestOnePasswordRealSDKOffline$", "-test.count=1", "-test.timeout=5m"}
+		if testing.Verbose() {
+			args = append(args, "-test.v")
+		}
+		cmd := exec.Command(os.Args[0], args...)
+		cmd.Env = append(os.Environ(), childEnv+"=1")
+		out, err := cmd.CombinedOutput()
+		if err != nil || testing.Verbose() {
+			t.Logf("child process output:\n%s", out)
+		}
+		if err != nil {
+			t.Fatalf("real SDK cases failed in the child process: %v", err)
+		}
+		if !strings.Contains(string(out), "PASS") {
+			t.Fatal("the child process ran no cases")
+		}
+		return
 	}
 
 	t.Run("malformed tokens", func(t *testing.T) {
@@ -375,13 +402,14 @@ func TestOnePasswordRealSDKOffline(t *testing.T) {
 	// answers that sign-in differently.
 	token, canaries := offlineToken(t, offlineSignIn)
 
-	cases := []struct {
+	type netCase struct {
 		name    string
 		timeout time.Duration
 		want    Class
-		setup   func(t *testing.T) (*tls.Config, func(ctx context.Context, addr string) (net.Conn, error))
 		says    string // a word the message must contain
-	}{
+		setup   func(t *testing.T) (*tls.Config, func(ctx context.Context, addr string) (net.Conn, error))
+	}
+	network := []netCase{
 		{
 			name: "connection refused", want: ClassUnreachable, says: "cannot reach 1Password",
 			setup: func(t *testing.T) (*tls.Config, func(context.Context, string) (net.Conn, error)) {
@@ -442,10 +470,23 @@ func TestOnePasswordRealSDKOffline(t *testing.T) {
 			},
 		},
 	}
-	// The sign-in's first request is POST /api/v3/auth/start. A trusted
-	// loopback TLS server answering it with an HTTP status shows how the
-	// real core reports each one.
-	for _, s := range []struct {
+
+	// trusted serves h over TLS on loopback with a certificate the swapped
+	// client trusts (httptest's names example.com), so that the core reads
+	// the answers.
+	trusted := func(t *testing.T, h http.HandlerFunc) (*tls.Config, func(context.Context, string) (net.Conn, error)) {
+		srv := quietTLSServer(t, h)
+		pool := x509.NewCertPool()
+		pool.AddCert(srv.Certificate())
+		addr := srv.Listener.Addr().String()
+		return &tls.Config{RootCAs: pool, ServerName: "example.com"},
+			func(ctx context.Context, _ string) (net.Conn, error) { return dialLoopback(ctx, addr) }
+	}
+
+	// The sign-in's first request is POST /api/v3/auth/start. A server that
+	// answers it with an HTTP status shows how the real core reports each.
+	var answered []netCase
+	for _, st := range []struct {
 		status int
 		want   Class
 		says   string
@@ -458,62 +499,109 @@ func TestOnePasswordRealSDKOffline(t *testing.T) {
 		{503, ClassUnreachable, "service failed"},
 		{200, ClassInvalidToken, "rejected"}, // a body that is no sign-in answer
 	} {
-		cases = append(cases, struct {
-			name    string
-			timeout time.Duration
-			want    Class
-			setup   func(t *testing.T) (*tls.Config, func(ctx context.Context, addr string) (net.Conn, error))
-			says    string
-		}{
-			name: fmt.Sprintf("sign-in answered %d", s.status), want: s.want, says: s.says,
+		answered = append(answered, netCase{
+			name: fmt.Sprintf("sign-in answered %d", st.status), want: st.want, says: st.says,
 			setup: func(t *testing.T) (*tls.Config, func(context.Context, string) (net.Conn, error)) {
-				srv := quietTLSServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				return trusted(t, func(w http.ResponseWriter, r *http.Request) {
+					if r.Method == http.MethodHead && r.URL.Path == "/" {
+						return // the probe; any answer will do
+					}
 					if r.URL.Path != "/api/v3/auth/start" {
 						t.Errorf("unexpected request %s %s", r.Method, r.URL.Path)
 					}
-					w.WriteHeader(s.status)
+					w.WriteHeader(st.status)
 					_, _ = w.Write([]byte(`{"message":"stand-in"}`))
-				}))
-				pool := x509.NewCertPool()
-				pool.AddCert(srv.Certificate())
-				addr := srv.Listener.Addr().String()
-				// httptest's certificate names example.com; trusting it for
-				// that name lets the core read the server's answer.
-				return &tls.Config{RootCAs: pool, ServerName: "example.com"},
-					func(ctx context.Context, _ string) (net.Conn, error) { return dialLoopback(ctx, addr) }
+				})
 			},
 		})
 	}
+	// The probe gets through; the sign-in right after it does not.
+	answered = append(answered, netCase{
+		name: "connection lost after the probe", want: ClassUnreachable, says: "cannot reach 1Password",
+		setup: func(t *testing.T) (*tls.Config, func(context.Context, string) (net.Conn, error)) {
+			return trusted(t, func(w http.ResponseWriter, r *http.Request) {
+				if r.Method == http.MethodHead {
+					return
+				}
+				conn, _, err := w.(http.Hijacker).Hijack()
+				if err == nil {
+					conn.Close()
+				}
+			})
+		},
+	})
 
-	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			timeout := tc.timeout
-			if timeout == 0 {
-				timeout = 10 * time.Second
-			}
-			conf, dial := tc.setup(t)
-			n := useLoopbackNet(t, conf, dial)
-			o := newTestOnePassword(t, token, timeout)
-			start := time.Now()
-			msg := fetchAll(t, o, tc.want, canaries)
-			t.Logf("%s in %s: %s", tc.want, time.Since(start).Round(time.Millisecond), msg)
-			if !strings.Contains(msg, tc.says) {
-				t.Errorf("message does not say %q: %s", tc.says, msg)
-			}
-			// The core accepted the token and went for its sign-in address:
-			// this is the network boundary, not a parse failure.
-			asked := n.asked()
-			if len(asked) == 0 || asked[0] != offlineSignIn+":443" {
-				t.Errorf("the SDK asked to dial %v, want %s:443", asked, offlineSignIn)
-			}
-			// Fetch and Documents each tried to sign in once; nothing more
-			// was sent after the sign-in failed.
-			if o.Calls() != 2 {
-				t.Errorf("Calls() = %d, want 2 (one failed sign-in per call)", o.Calls())
-			}
-			if o.client != nil {
-				t.Error("a failed sign-in left a client behind")
-			}
-		})
+	// run checks one case. sdkCalls is how many requests the source should
+	// have counted: 0 when the probe stopped the pass, 2 when Fetch and
+	// Documents each tried a sign-in.
+	run := func(t *testing.T, tc netCase, probe bool, sdkCalls int) {
+		timeout := tc.timeout
+		if timeout == 0 {
+			timeout = 10 * time.Second
+		}
+		conf, dial := tc.setup(t)
+		n := useLoopbackNet(t, conf, dial)
+		o := newTestOnePassword(t, token, timeout)
+		o.noProbe = !probe
+		start := time.Now()
+		msg := fetchAll(t, o, tc.want, canaries)
+		t.Logf("%s in %s: %s", tc.want, time.Since(start).Round(time.Millisecond), msg)
+		if !strings.Contains(msg, tc.says) {
+			t.Errorf("message does not say %q: %s", tc.says, msg)
+		}
+		// The token's sign-in address is what was asked for: the token was
+		// accepted, and this is the network boundary.
+		asked := n.asked()
+		if len(asked) == 0 || asked[0] != offlineSignIn+":443" {
+			t.Errorf("dials asked for %v, want %s:443", asked, offlineSignIn)
+		}
+		if o.Calls() != sdkCalls {
+			t.Errorf("Calls() = %d, want %d", o.Calls(), sdkCalls)
+		}
+		if o.client != nil {
+			t.Error("a failed sign-in left a client behind")
+		}
 	}
+
+	// With the probe, as in production: a dead network never reaches the
+	// SDK.
+	for _, tc := range network {
+		t.Run("probe/"+tc.name, func(t *testing.T) { run(t, tc, true, 0) })
+	}
+	for _, tc := range answered {
+		t.Run("probe/"+tc.name, func(t *testing.T) { run(t, tc, true, 2) })
+	}
+	// Without the probe: the real SDK meets each network failure itself and
+	// its error texts map to the same classes. Each of these wears the core.
+	for _, tc := range network {
+		t.Run("sdk/"+tc.name, func(t *testing.T) { run(t, tc, false, 2) })
+	}
+
+	// Last, because it breaks this process's core on purpose: repeated
+	// network failures inside requests end in "wasm error: ...", which the
+	// source must report as ErrSDKCoreBroken and then stop calling the SDK.
+	t.Run("core worn out", func(t *testing.T) {
+		addr := closedPort(t, "tcp")
+		useLoopbackNet(t, nil, func(ctx context.Context, _ string) (net.Conn, error) { return dialLoopback(ctx, addr) })
+		o := newTestOnePassword(t, token, 10*time.Second)
+		o.noProbe = true
+		ref := testRefs[:1]
+		var err error
+		for i := 0; i < 60 && !errors.Is(err, ErrSDKCoreBroken); i++ {
+			err = o.Fetch(context.Background(), ref)[0].Err
+		}
+		if !errors.Is(err, ErrSDKCoreBroken) {
+			t.Fatalf("60 network failures did not wear out the core (last: %v); has the SDK changed? Then revisit OnePassword.ready", err)
+		}
+		if !strings.Contains(err.Error(), "restart egoagent") {
+			t.Errorf("message does not say to restart: %v", err)
+		}
+		t.Logf("after %d sign-ins: %v", o.Calls(), err)
+		calls := o.Calls()
+		again := o.Fetch(context.Background(), ref)[0].Err
+		docs, derr := o.Documents(context.Background(), "egoengine", "home/")
+		if !errors.Is(again, ErrSDKCoreBroken) || !errors.Is(derr, ErrSDKCoreBroken) || docs != nil || o.Calls() != calls {
+			t.Errorf("after the core broke: %v / %v, Calls %d -> %d; want the same error and no more requests", again, derr, calls, o.Calls())
+		}
+	})
 }
