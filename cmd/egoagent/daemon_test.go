@@ -116,7 +116,8 @@ func TestStartLeavesOneDaemonThatKeepsSecretsFresh(t *testing.T) {
 	// refresh goes through the daemon.
 	w.put("op://v/api/token", "t3")
 	out, errOut, code = w.egoagent("refresh", "api")
-	if code != 0 || out != "api: fresh (written)\n" || w.read(".config/api/token") != "t3" {
+	// (A scheduled pass may have beaten refresh to it: then it says unchanged.)
+	if code != 0 || !strings.HasPrefix(out, "api: fresh (") || w.read(".config/api/token") != "t3" {
 		t.Fatalf("refresh: %d %q %q", code, out, errOut)
 	}
 	if _, errOut, code := w.egoagent("refresh", "nope"); code != exitUsage || !strings.Contains(errOut, `no secret named "nope"`) {

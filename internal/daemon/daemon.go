@@ -143,6 +143,7 @@ func (d *Daemon) Serve(ctx context.Context) error {
 	}
 	s.rewatch()
 	go s.accept(ctx, l)
+	trimMemory()
 	d.Log.Info("daemon started", zap.Int("pid", s.info.PID), zap.String("config", cur.Path), zap.String("schedule", cur.Config.Schedule.Refresh))
 	return s.loop(ctx)
 }
@@ -359,6 +360,7 @@ func (s *server) finish(r result) {
 		w.reply <- resp
 	}
 	s.rewatch()
+	trimMemory()
 	if s.LogFile != nil {
 		if err := s.LogFile.RotateIfLarge(); err != nil {
 			s.Log.Warn("cannot rotate the log file", zap.Error(err))

@@ -41,6 +41,8 @@ in
       subPackages = ["cmd/egoagent"];
       env.CGO_ENABLED = "0";
       ldflags = ["-s" "-w" "-X main.version=${rev}"];
+      # As scripts/build.sh: no man-page generator from urfave/cli.
+      tags = ["urfave_cli_no_docs"];
 
       # subPackages would limit the tests to cmd/egoagent: run them all.
       checkPhase = ''

@@ -1,0 +1,131 @@
+package status
+
+import (
+	"bytes"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+var now = time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)
+
+func TestMetadataLines(t *testing.T) {
+	fresh := Secret{Name: "codex", State: Fresh}
+	synced := &Pass{Finished: now.Add(-5 * time.Minute)}
+	cases := []struct {
+		name string
+		st   *State
+		want string
+	}{
+		{"nothing yet", &State{}, "not synced yet: run egoagent sync"},
+		{"all fresh", &State{LastPass: synced, Secrets: []Secret{fresh, {Name: "gh", State: Kept}}}, "ok: 2 fresh, synced 5m ago"},
+		{"expiry soon", &State{LastPass: synced, Secrets: []Secret{{Name: "codex", State: Fresh, Expires: now.Add(30 * time.Hour)}}},
+			"ok: 1 fresh, synced 5m ago; codex expires in 30h"},
+		{"expiry far", &State{LastPass: synced, Secrets: []Secret{{Name: "codex", State: Fresh, Expires: now.Add(9 * 24 * time.Hour)}}},
+			"ok: 1 fresh, synced 5m ago"},
+		{"expired", &State{LastPass: synced, Secrets: []Secret{{Name: "codex", State: Fresh, Expires: now.Add(-2 * time.Hour)}}},
+			"ok: 1 fresh, synced 5m ago; codex expired 2h ago"},
+		{"one stale", &State{LastPass: synced, Secrets: []Secret{fresh, {Name: "gh", State: Stale, ErrorClass: "unreachable", StaleSince: now.Add(-3 * time.Hour)}}},
+			"gh stale 3h (unreachable)"},
+		{"two bad", &State{LastPass: synced, Secrets: []Secret{{Name: "a", State: Missing, ErrorClass: "not-found"}, {Name: "b", State: Stale, ErrorClass: "rate-limited"}}},
+			"2 of 2 not fresh: a missing (not-found)"},
+		{"daemon died", &State{LastPass: synced, Secrets: []Secret{fresh}, Daemon: &Daemon{PID: 42}},
+			"ok: 1 fresh, synced 5m ago; daemon not running"},
+		{"config error", &State{LastPass: synced, Secrets: []Secret{fresh}, Daemon: &Daemon{PID: 42, Running: true, ConfigError: "x"}},
+			"ok: 1 fresh, synced 5m ago; config error (old config in use)"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := Metadata(tc.st, now); got != tc.want {
+				t.Fatalf("got  %q\nwant %q", got, tc.want)
+			}
+		})
+	}
+}
+
+func TestMetadataNeverExceedsCodersCap(t *testing.T) {
+	st := &State{}
+	for i := 0; i < 500; i++ {
+		st.Secrets = append(st.Secrets, Secret{Name: strings.Repeat("n", 300), State: Stale, ErrorClass: strings.Repeat("c", 300)})
+	}
+	if got := Metadata(st, now); len(got) > MetadataMax || strings.Contains(got, "\n") {
+		t.Fatalf("%d bytes", len(got))
+	}
+}
+
+func TestSaveLoadKeepsDaemonApart(t *testing.T) {
+	dir := t.TempDir()
+	st := &State{Secrets: []Secret{{Name: "a", State: Fresh, Written: "abc", NextRefresh: now}}, Daemon: &Daemon{PID: 1}}
+	if err := Save(dir, st); err != nil {
+		t.Fatal(err)
+	}
+	if st.Secrets[0].NextRefresh.IsZero() {
+		t.Fatal("Save changed the caller's state")
+	}
+	b, _ := os.ReadFile(filepath.Join(dir, StateFile))
+	if bytes.Contains(b, []byte(`"daemon"`)) || bytes.Contains(b, []byte(`next_refresh`)) {
+		t.Fatalf("state file holds the daemon's part:\n%s", b)
+	}
+	fi, _ := os.Stat(filepath.Join(dir, StateFile))
+	if fi.Mode().Perm() != 0o600 {
+		t.Fatalf("state file mode %v", fi.Mode())
+	}
+	// A daemon report whose daemon is dead: loaded, marked not running,
+	// and its next-refresh times not believed.
+	SaveDaemon(dir, &Daemon{PID: 99999, Next: map[string]time.Time{"a": now}})
+	got, err := Load(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Daemon == nil || got.Daemon.Running || !got.Secrets[0].NextRefresh.IsZero() {
+		t.Fatalf("loaded %+v %+v", got.Daemon, got.Secrets[0])
+	}
+}
+
+func TestDamagedStateSaysWhatToDo(t *testing.T) {
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, StateFile), []byte("{"), 0o600)
+	if _, err := Load(dir); err == nil || !strings.Contains(err.Error(), "delete it and run `egoagent sync`") {
+		t.Fatalf("err = %v", err)
+	}
+}
+
+func TestJSONLeavesOutFingerprints(t *testing.T) {
+	var b bytes.Buffer
+	JSON(&b, &State{Secrets: []Secret{{Name: "a", Written: "deadbeef"}}})
+	var back State
+	if err := json.Unmarshal(b.Bytes(), &back); err != nil || back.Secrets[0].Name != "a" || strings.Contains(b.String(), "deadbeef") {
+		t.Fatalf("%v\n%s", err, b.String())
+	}
+}
+
+func TestFingerprintsAreKeyedPerHome(t *testing.T) {
+	a, _ := NewFingerprinter(t.TempDir())
+	b, _ := NewFingerprinter(t.TempDir())
+	if a.Sum([]byte("1234")) == b.Sum([]byte("1234")) {
+		t.Fatal("two homes give the same fingerprint: a short secret could be confirmed from the state file")
+	}
+	dir := t.TempDir()
+	a1, _ := NewFingerprinter(dir)
+	a2, _ := NewFingerprinter(dir)
+	if a1.Sum([]byte("x")) != a2.Sum([]byte("x")) {
+		t.Fatal("the key is not kept")
+	}
+}
+
+func TestHumanShowsErrorsAndDaemon(t *testing.T) {
+	var b bytes.Buffer
+	Human(&b, &State{
+		Secrets: []Secret{{Name: "codex", Path: "/home/u/.codex/auth.json", State: Stale, Error: "1Password unreachable", ErrorClass: "unreachable", StaleSince: now.Add(-time.Hour)}},
+		Daemon:  &Daemon{PID: 7, Running: true, Started: now.Add(-time.Hour), Passes: 3},
+	}, now, "/home/u")
+	out := b.String()
+	for _, want := range []string{"~/.codex/auth.json", "stale", "error (unreachable): 1Password unreachable", "failing since", "daemon: running, pid 7"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("missing %q in\n%s", want, out)
+		}
+	}
+}
