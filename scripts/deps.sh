@@ -8,7 +8,7 @@ packages=(
 	git make ca-certificates curl   # everything
 	nodejs npm                      # test-go: the real Codex CLI
 	nix-bin shellcheck jq lua5.4   # test-nix: nix-instantiate, nix hash, shellcheck, lock file, Neovim Lua
-	# test-templates: (templates helper adds its packages here)
+	shellcheck util-linux           # test-templates: shellcheck; setpriv for the init-wrapper test
 	shellcheck                      # test-compose: lints scripts/compose.sh (Caddy comes from the Go module proxy)
 )
 

@@ -1,0 +1,293 @@
+# egoengine-envbuilder: a workspace built by envbuilder from a repository's
+# devcontainer (or the egoengine image when it has none), run as joshsymonds
+# with the home on a persistent Docker volume. See README.md.
+
+terraform {
+  required_version = ">= 1.6"
+  required_providers {
+    coder = {
+      source  = "coder/coder"
+      version = "~> 2.20"
+    }
+    docker = {
+      source  = "kreuzwerker/docker"
+      version = "~> 4.6"
+    }
+    envbuilder = {
+      source  = "coder/envbuilder"
+      version = "~> 1.0"
+    }
+  }
+}
+
+variable "docker_socket" {
+  type        = string
+  description = "(Optional) Docker socket URI; empty uses the provisioner's default Docker host."
+  default     = ""
+}
+
+variable "image_tag" {
+  type        = string
+  description = "Tag of ghcr.io/veraticus/nix-config/egoengine, the default fallback image: the nix-config revision the image was built from (7 hex characters). No default: every template version names the image it runs."
+
+  validation {
+    condition     = can(regex("^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$", var.image_tag)) && var.image_tag != "latest"
+    error_message = "image_tag must be a fixed Docker tag such as the 7-character revision CI published (not \"latest\", which moves under existing workspaces). Push with: coder templates push --variable image_tag=<rev>."
+  }
+}
+
+variable "op_service_account_token" {
+  type        = string
+  description = "1Password service-account token for egoagent. Leave unset at push: Coder's server supplies it from TF_VAR_op_service_account_token. It only ever reaches the container's environment."
+  sensitive   = true
+  default     = ""
+}
+
+variable "envbuilder_image" {
+  type        = string
+  description = "The envbuilder image that builds the devcontainer. Pinned: its version decides the layer hashes the cache is keyed by."
+  default     = "ghcr.io/coder/envbuilder:1.3.0"
+
+  validation {
+    condition     = !endswith(var.envbuilder_image, ":latest") && can(regex(":[A-Za-z0-9_][A-Za-z0-9_.-]*$|@sha256:[0-9a-f]{64}$", var.envbuilder_image))
+    error_message = "envbuilder_image must name a fixed version, such as ghcr.io/coder/envbuilder:1.3.0 (not :latest, and not untagged)."
+  }
+}
+
+variable "cache_repo" {
+  type        = string
+  description = "(Optional) Registry repository for envbuilder's layer cache, such as ghcr.io/veraticus/egoengine-cache. Empty turns caching off: every start rebuilds."
+  default     = ""
+}
+
+variable "cache_repo_docker_config" {
+  type        = string
+  description = "(Optional) Content of a Docker config.json with credentials for cache_repo (and any private base image). Sensitive: give it at push with --variable, or as TF_VAR_cache_repo_docker_config in the Coder server's environment."
+  sensitive   = true
+  default     = ""
+
+  validation {
+    condition     = var.cache_repo_docker_config == "" || can(jsondecode(var.cache_repo_docker_config).auths)
+    error_message = "cache_repo_docker_config must be the JSON text of a Docker config.json with an \"auths\" object (the file's content, not its path)."
+  }
+}
+
+variable "insecure_cache_repo" {
+  type        = bool
+  description = "Reach cache_repo without TLS verification (a registry on plain HTTP or with a self-signed certificate)."
+  default     = false
+}
+
+provider "docker" {
+  host = var.docker_socket != "" ? var.docker_socket : null
+}
+
+provider "envbuilder" {}
+
+data "coder_provisioner" "me" {}
+data "coder_workspace" "me" {}
+data "coder_workspace_owner" "me" {}
+
+data "coder_parameter" "repo" {
+  name         = "repo"
+  display_name = "Repository"
+  description  = "Repository to clone and build the devcontainer of. Choose Custom to give any URL below."
+  mutable      = true
+  order        = 1
+  default      = "https://github.com/veraticus/egoengine"
+  option {
+    name  = "veraticus/egoengine"
+    value = "https://github.com/veraticus/egoengine"
+  }
+  option {
+    name  = "veraticus/nix-config"
+    value = "https://github.com/veraticus/nix-config"
+  }
+  option {
+    name        = "Custom"
+    description = "The URL in \"Repository URL\" below"
+    icon        = "/emojis/1f5c3.png"
+    value       = "custom"
+  }
+}
+
+data "coder_parameter" "custom_repo_url" {
+  name         = "custom_repo_url"
+  display_name = "Repository URL"
+  description  = "Git URL (https:// or ssh) to use when Repository is Custom."
+  mutable      = true
+  order        = 2
+  default      = ""
+}
+
+data "coder_parameter" "fallback_image" {
+  name         = "fallback_image"
+  display_name = "Fallback image"
+  description  = "Runs when the repository has no devcontainer, or its build fails."
+  mutable      = true
+  order        = 3
+  default      = local.egoengine_image
+}
+
+locals {
+  user            = "joshsymonds"
+  home            = "/home/${local.user}"
+  egoengine_image = "ghcr.io/veraticus/nix-config/egoengine:${var.image_tag}"
+  cache_enabled   = var.cache_repo != ""
+
+  repo_url  = data.coder_parameter.repo.value == "custom" ? trimspace(data.coder_parameter.custom_repo_url.value) : data.coder_parameter.repo.value
+  repo_name = try(regex("([^/:]+?)(?:\\.git)?/*$", local.repo_url)[0], "project")
+  # Inside the home volume, one folder per repository: switching the
+  # repository parameter never builds from another repository's clone.
+  workspace_folder     = "${local.home}/src/${local.repo_name}"
+  docker_config_base64 = var.cache_repo_docker_config == "" ? "" : base64encode(var.cache_repo_docker_config)
+
+  # What the agent needs, whether it starts from a fresh build or from a
+  # cached image. A Coder reached at localhost is the Docker host.
+  agent_env = {
+    CODER_AGENT_TOKEN       = module.agent.token
+    CODER_AGENT_URL         = replace(data.coder_workspace.me.access_url, "/localhost|127\\.0\\.0\\.1/", "host.docker.internal")
+    ENVBUILDER_INIT_COMMAND = "/bin/sh"
+    ENVBUILDER_INIT_SCRIPT = templatefile("${path.module}/init-as-user.sh.tftpl", {
+      user        = local.user
+      home        = local.home
+      init_script = replace(module.agent.init_script, "/localhost|127\\.0\\.0\\.1/", "host.docker.internal")
+    })
+  }
+  # The full envbuilder configuration when the container runs the builder
+  # image (no cache, or nothing cached yet). Empty values are left out.
+  builder_env = merge(local.agent_env, {
+    ENVBUILDER_GIT_URL              = local.repo_url
+    ENVBUILDER_WORKSPACE_FOLDER     = local.workspace_folder
+    ENVBUILDER_FALLBACK_IMAGE       = data.coder_parameter.fallback_image.value
+    ENVBUILDER_CACHE_REPO           = var.cache_repo
+    ENVBUILDER_PUSH_IMAGE           = local.cache_enabled ? "true" : ""
+    ENVBUILDER_DOCKER_CONFIG_BASE64 = local.docker_config_base64
+    ENVBUILDER_INSECURE             = var.insecure_cache_repo ? "true" : ""
+  })
+  builder_env_list = [for k in sort(keys(local.builder_env)) : "${k}=${local.builder_env[k]}" if local.builder_env[k] != ""]
+
+  # The only place the 1Password token goes. An empty token is left out
+  # rather than set to an empty string.
+  secret_env = var.op_service_account_token == "" ? [] : ["OP_SERVICE_ACCOUNT_TOKEN=${var.op_service_account_token}"]
+}
+
+module "agent" {
+  source = "./modules/egoengine-agent"
+  arch   = data.coder_provisioner.me.arch
+  home   = local.home
+}
+
+module "ides" {
+  source      = "./modules/egoengine-ides"
+  agent_id    = module.agent.agent_id
+  folder      = local.home
+  start_count = data.coder_workspace.me.start_count
+}
+
+# Asks the cache repository whether this devcontainer is built already; if so
+# the workspace starts straight from that image, with no rebuild.
+resource "envbuilder_cached_image" "cached" {
+  count                = local.cache_enabled ? data.coder_workspace.me.start_count : 0
+  builder_image        = var.envbuilder_image
+  git_url              = local.repo_url
+  cache_repo           = var.cache_repo
+  fallback_image       = data.coder_parameter.fallback_image.value
+  workspace_folder     = local.workspace_folder
+  docker_config_base64 = local.docker_config_base64 == "" ? null : local.docker_config_base64
+  insecure             = var.insecure_cache_repo
+  extra_env = merge(local.agent_env, {
+    ENVBUILDER_PUSH_IMAGE = "true"
+  })
+}
+
+resource "docker_image" "builder" {
+  name         = var.envbuilder_image
+  keep_locally = true
+}
+
+resource "docker_volume" "home" {
+  name = "coder-${data.coder_workspace.me.id}-home"
+  # The home outlives every change to this template; only deleting the
+  # workspace removes it.
+  lifecycle {
+    ignore_changes = all
+  }
+  labels {
+    label = "coder.owner"
+    value = data.coder_workspace_owner.me.name
+  }
+  labels {
+    label = "coder.owner_id"
+    value = data.coder_workspace_owner.me.id
+  }
+  labels {
+    label = "coder.workspace_id"
+    value = data.coder_workspace.me.id
+  }
+  # Goes stale on rename; still handy when cleaning up orphaned volumes.
+  labels {
+    label = "coder.workspace_name_at_creation"
+    value = data.coder_workspace.me.name
+  }
+}
+
+resource "docker_container" "workspace" {
+  count    = data.coder_workspace.me.start_count
+  image    = local.cache_enabled ? envbuilder_cached_image.cached[0].image : docker_image.builder.name
+  name     = "coder-${data.coder_workspace_owner.me.name}-${lower(data.coder_workspace.me.name)}"
+  hostname = data.coder_workspace.me.name
+  # Envbuilder builds as root and drops to the devcontainer's user itself.
+  env = concat(local.cache_enabled ? envbuilder_cached_image.cached[0].env : local.builder_env_list, local.secret_env)
+
+  host {
+    host = "host.docker.internal"
+    ip   = "host-gateway"
+  }
+  volumes {
+    container_path = local.home
+    volume_name    = docker_volume.home.name
+    read_only      = false
+  }
+
+  labels {
+    label = "coder.owner"
+    value = data.coder_workspace_owner.me.name
+  }
+  labels {
+    label = "coder.owner_id"
+    value = data.coder_workspace_owner.me.id
+  }
+  labels {
+    label = "coder.workspace_id"
+    value = data.coder_workspace.me.id
+  }
+  labels {
+    label = "coder.workspace_name"
+    value = data.coder_workspace.me.name
+  }
+
+  lifecycle {
+    precondition {
+      condition     = can(regex("^(https?://|ssh://|git@)[^[:space:]]+$", local.repo_url))
+      error_message = "No repository to build: choose one under Repository, or choose Custom and put an https:// or git@ URL in Repository URL."
+    }
+  }
+}
+
+resource "coder_metadata" "workspace" {
+  count       = data.coder_workspace.me.start_count
+  resource_id = docker_container.workspace[0].id
+  item {
+    key   = "repository"
+    value = local.repo_url
+  }
+  item {
+    key   = "image"
+    value = docker_container.workspace[0].image
+  }
+  item {
+    key   = "cache repository"
+    value = local.cache_enabled ? var.cache_repo : "off"
+  }
+}

@@ -1,0 +1,292 @@
+#!/usr/bin/env bash
+# Tests the Coder templates offline with OpenTofu (`make test-templates`):
+#   1. tofu fmt -check over coder-templates/;
+#   2. for each template, exactly what scripts/push-templates.sh would upload,
+#      plus its tests/ and local stand-ins for the two registry.coder.com IDE
+#      modules: tofu init (from the local provider mirror), validate, test;
+#   3. broken copies (the token moved into the agent's env, into the start
+#      script, into a parameter; the variable no longer sensitive; the image
+#      unpinned; ENVBUILDER_WORKDIR for ENVBUILDER_WORKSPACE_FOLDER) must each
+#      make `tofu test` fail, with the message of the check that catches it;
+#   4. the shell scripts the templates run: shellcheck, and the egoagent start
+#      script and envbuilder init wrapper run against stand-in commands.
+# OpenTofu and the providers come from scripts/tools.sh (built once, cached).
+set -euo pipefail
+
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+templates_dir=$root/coder-templates
+templates=(egoengine-shell egoengine-envbuilder)
+
+die() { printf 'test-templates: FAIL: %s\n' "$*" >&2; exit 1; }
+log() { printf 'test-templates: %s\n' "$*" >&2; }
+
+command -v shellcheck >/dev/null || die "shellcheck is not installed (scripts/deps.sh installs it)"
+
+eval "$("$root/scripts/tools.sh")"
+export TF_CLI_CONFIG_FILE TF_IN_AUTOMATION=1 CHECKPOINT_DISABLE=1
+tofu() { "$TOFU" "$@"; }
+
+work=$(mktemp -d "${TMPDIR:-/tmp}/egoengine-templates.XXXXXX")
+trap 'rm -rf "$work"' EXIT
+
+# with_standins DIR: points the IDE module of the template copy in DIR at the
+# local stand-ins instead of registry.coder.com, and checks both were swapped.
+with_standins() {
+	local ides=$1/modules/egoengine-ides
+	cp -R "$templates_dir/testdata/standin-code-server" "$templates_dir/testdata/standin-jetbrains" "$ides/"
+	# Rewrites `source = "registry.coder.com/coder/NAME/coder"` to the stand-in
+	# and drops the `version` line of that module block (local modules have none).
+	awk '
+		/^[[:space:]]*source[[:space:]]*=[[:space:]]*"registry\.coder\.com\/coder\/[a-z-]+\/coder"/ {
+			name = $0; sub(/.*registry\.coder\.com\/coder\//, "", name); sub(/\/coder".*/, "", name)
+			sub(/"registry\.coder\.com.*/, "\"./standin-" name "\""); swapped = 1; print; next
+		}
+		swapped && /^[[:space:]]*version[[:space:]]*=/ { swapped = 0; next }
+		/^}/ { swapped = 0 }
+		{ print }
+	' "$ides/main.tf" >"$ides/main.tf.new"
+	mv "$ides/main.tf.new" "$ides/main.tf"
+	if grep -q '"registry\.coder\.com' "$ides/main.tf" || [[ $(grep -c 'source *= *"\./standin-' "$ides/main.tf") -ne 2 ]]; then
+		die "could not swap the IDE modules for stand-ins in $ides/main.tf"
+	fi
+}
+
+# prepare NAME DEST: the upload folder of template NAME, plus tests and stand-ins.
+prepare() {
+	"$root/scripts/push-templates.sh" --stage "$(dirname "$2")" "$1" 2>/dev/null
+	[[ $(basename "$2") == "$1" ]] || die "internal: prepare wants DEST ending in $1"
+	cp -R "$templates_dir/$1/tests" "$2/tests"
+	with_standins "$2"
+}
+
+# run_tofu_test DIR OUT: init, validate and test in DIR, all output into OUT.
+run_tofu_test() {
+	(
+		cd "$1"
+		tofu init -backend=false -input=false -no-color &&
+			tofu validate -no-color &&
+			tofu test -no-color
+	) >"$2" 2>&1
+}
+
+# flat FILE: the text of FILE on one line, box-drawing and repeated spaces
+# removed, so a message OpenTofu wrapped over lines still matches.
+flat() { sed 's/[│╷╵]//g' "$1" | tr -s '[:space:]' ' '; }
+
+step_fmt() {
+	log "tofu fmt -check"
+	tofu fmt -check -diff -recursive -no-color "$templates_dir" >&2 || die "tofu fmt: files above need \`tofu fmt -recursive coder-templates\`"
+}
+
+step_upload_contents() {
+	local name dir
+	"$root/scripts/push-templates.sh" --stage "$work/upload" 2>/dev/null
+	for name in "${templates[@]}"; do
+		dir=$work/upload/$name
+		[[ -f $dir/main.tf && -f $dir/README.md && -f $dir/modules/egoengine-agent/main.tf && -f $dir/modules/egoengine-agent/egoagent-start.sh ]] ||
+			die "$name: the upload folder lacks main.tf, README.md or the shared modules"
+		[[ -z $(find "$dir" -name '.terraform*' -o -name tests -o -name 'standin-*' -o -type l) ]] ||
+			die "$name: the upload folder holds a lock file, tests, stand-ins or symlinks: $(find "$dir" -name '.terraform*' -o -name tests -o -name 'standin-*' -o -type l)"
+		grep -q 'registry.coder.com/coder/code-server/coder' "$dir/modules/egoengine-ides/main.tf" ||
+			die "$name: the upload folder must use the real code-server module"
+	done
+	log "upload folders hold the templates and shared modules, and no lock file, tests, stand-ins or symlinks"
+}
+
+step_tofu_test() {
+	local name dir out
+	for name in "${templates[@]}"; do
+		dir=$work/intact/$name
+		out=$work/intact-$name.log
+		prepare "$name" "$dir"
+		log "$name: tofu init, validate, test"
+		if ! run_tofu_test "$dir" "$out"; then
+			cat "$out" >&2
+			die "$name: tofu init/validate/test failed (output above)"
+		fi
+		grep -E '^(Success!|.*(pass|fail)|[0-9]+ passed)' "$out" >&2 || true
+		grep -q ' 0 failed' "$out" || { cat "$out" >&2; die "$name: tofu test did not report 0 failed"; }
+	done
+}
+
+# mutate FILE SED_SCRIPT: edits FILE in place; fails if nothing changed, so a
+# broken copy can never pass by accident because the edit missed.
+mutate() {
+	cp "$1" "$1.orig"
+	sed -i -e "$2" "$1"
+	if cmp -s "$1" "$1.orig"; then die "mutation '$2' changed nothing in $1"; fi
+	rm -f "$1.orig"
+}
+
+# Routes the token into the agent module as input `leak`.
+leak_into_agent_module() {
+	local dir=$1
+	printf '\nvariable "leak" {\n  type    = string\n  default = ""\n}\n' >>"$dir/modules/egoengine-agent/variables.tf"
+	mutate "$dir/main.tf" 's|^  home   = local.home$|&\n  leak   = var.op_service_account_token|'
+}
+
+# broken NAME TEMPLATE EXPECTED: makes a broken copy of TEMPLATE with the
+# mutation function break_NAME and asserts that tofu test fails with EXPECTED.
+broken() {
+	local what=$1 name=$2 expected=$3 dir out
+	dir=$work/broken-$what/$name
+	out=$work/broken-$what-$name.log
+	prepare "$name" "$dir"
+	"break_$what" "$dir"
+	if run_tofu_test "$dir" "$out"; then
+		cat "$out" >&2
+		die "$name: the broken copy '$what' passed tofu test; the tests no longer catch it"
+	fi
+	if ! flat "$out" | grep -qF -- "$expected"; then
+		cat "$out" >&2
+		die "$name: the broken copy '$what' failed, but not with \"$expected\""
+	fi
+	log "$name: broken copy '$what' fails as it should: \"$expected\""
+}
+
+break_agent_env() {
+	leak_into_agent_module "$1"
+	mutate "$1/modules/egoengine-agent/main.tf" 's|^  dir  = var.home$|&\n  env  = { OP_SERVICE_ACCOUNT_TOKEN = nonsensitive(var.leak) }|'
+}
+break_agent_env_marked() {
+	leak_into_agent_module "$1"
+	mutate "$1/modules/egoengine-agent/main.tf" 's|^  dir  = var.home$|&\n  env  = { OP_SERVICE_ACCOUNT_TOKEN = var.leak }|'
+}
+break_script_text() {
+	leak_into_agent_module "$1"
+	# shellcheck disable=SC2016 # HCL interpolation, not shell
+	mutate "$1/modules/egoengine-agent/main.tf" 's|file("${path.module}/egoagent-start.sh")|"export OP_SERVICE_ACCOUNT_TOKEN=${nonsensitive(var.leak)}\\n${&}"|'
+}
+break_not_sensitive() {
+	mutate "$1/main.tf" '/^variable "op_service_account_token"/,/^}/{/sensitive *= *true/d}'
+}
+break_parameter() {
+	mutate "$1/main.tf" '/^data "coder_parameter" "custom_repo_url"/,/^}/s|default *= *""|default      = nonsensitive(var.op_service_account_token)|'
+}
+break_unpinned() {
+	# shellcheck disable=SC2016 # HCL interpolation, not shell
+	mutate "$1/main.tf" 's|egoengine:${var.image_tag}|egoengine:latest|'
+}
+break_workdir() {
+	mutate "$1/main.tf" 's|ENVBUILDER_WORKSPACE_FOLDER *=|ENVBUILDER_WORKDIR =|'
+}
+
+step_regressions() {
+	local name
+	for name in "${templates[@]}"; do
+		broken agent_env "$name" "The token leaked into what Coder shows viewers"
+		broken agent_env_marked "$name" "A sensitive value reaches what Coder shows viewers"
+		broken not_sensitive "$name" "op_service_account_token must be a sensitive variable."
+	done
+	broken script_text egoengine-shell "The token leaked into what Coder shows viewers"
+	broken unpinned egoengine-shell "The container must run the egoengine image at the tag given in image_tag."
+	broken parameter egoengine-envbuilder "The token must not appear in any coder_parameter."
+	broken unpinned egoengine-envbuilder "fallback_image must default to the egoengine image at image_tag."
+	broken workdir egoengine-envbuilder "lacks part of its configuration"
+}
+
+# The start script against a stand-in egoagent that exits with a chosen code,
+# and whose `start` leaves a child holding stdout and stderr, as a daemon
+# that forgot to redirect would: the script must still return at once.
+step_start_script() {
+	local script=$templates_dir/modules/egoengine-agent/egoagent-start.sh bin=$work/fake-bin home=$work/fake-home
+	local link_rc start_rc want rc out begin elapsed
+	shellcheck "$script"
+	mkdir -p "$bin" "$home"
+	cat >"$bin/egoagent" <<'EOF'
+#!/bin/sh
+# STAND-IN for egoagent (test only): records its arguments, exits as told.
+echo "$*" >>"$FAKE_EGOAGENT_CALLS"
+case "$*" in
+"image link-home") exit "$FAKE_LINK_RC" ;;
+start)
+	sleep 30 &
+	echo "fake egoagent: started"
+	exit "$FAKE_START_RC"
+	;;
+esac
+exit 2
+EOF
+	chmod +x "$bin/egoagent"
+	for link_rc in 0 3; do
+		for start_rc in 0 1 2 4; do
+			want=$start_rc
+			((start_rc != 1)) || want=0
+			((want != 0)) || want=$link_rc
+			: >"$work/calls"
+			begin=$SECONDS
+			set +e
+			out=$(HOME=$home PATH=$bin:$PATH FAKE_EGOAGENT_CALLS=$work/calls FAKE_LINK_RC=$link_rc FAKE_START_RC=$start_rc timeout 20 sh "$script" 2>&1)
+			rc=$?
+			set -e
+			elapsed=$((SECONDS - begin))
+			((elapsed < 10)) || die "start script (link $link_rc, start $start_rc) took ${elapsed}s: a child holds its output pipes"
+			[[ $rc -eq $want ]] || die "start script (link $link_rc, start $start_rc) exited $rc, want $want; output: $out"
+			[[ $(cat "$work/calls") == $'image link-home\nstart' ]] || die "start script ran: $(cat "$work/calls")"
+			[[ $out == *"fake egoagent: started"* ]] || die "start script did not pass egoagent's output on: $out"
+			if ((start_rc == 1)); then [[ $out == *"not every secret is fresh"* ]] || die "no warning for a stale secret: $out"; fi
+		done
+	done
+	set +e
+	out=$(HOME=$home PATH=/usr/bin:/bin sh "$script" 2>&1)
+	rc=$?
+	set -e
+	[[ $rc -eq 127 && $out == *"egoagent is not on PATH"* ]] || die "without egoagent the start script must exit 127 with a clear message, got $rc: $out"
+	log "egoagent-start.sh: shellcheck clean; exit codes mapped (1 -> 0 with a warning, others kept); returns at once with a daemon holding its output"
+}
+
+# The envbuilder init wrapper, rendered by OpenTofu's templatefile exactly as
+# the template does, then run the way envbuilder runs it (/bin/sh -c).
+step_init_wrapper() {
+	local dir=$work/render out
+	mkdir -p "$dir"
+	cp "$templates_dir/egoengine-envbuilder/init-as-user.sh.tftpl" "$dir/"
+	cat >"$dir/main.tf" <<'EOF'
+variable "user" { type = string }
+variable "home" { type = string }
+output "script" {
+  value = templatefile("${path.module}/init-as-user.sh.tftpl", {
+    user        = var.user
+    home        = var.home
+    init_script = "#!/bin/sh\necho \"agent-ran user=$(id -un) home=$HOME token=$CODER_AGENT_TOKEN\"\n"
+  })
+}
+EOF
+	render() { # USER HOME OUTFILE
+		(cd "$dir" && tofu init -input=false -no-color >/dev/null &&
+			tofu apply -auto-approve -input=false -no-color -var "user=$1" -var "home=$2" >/dev/null &&
+			tofu output -raw script) >"$3"
+	}
+	render joshsymonds /home/joshsymonds "$dir/wrapper.sh"
+	shellcheck --shell=sh "$dir/wrapper.sh"
+
+	# Already the right user: runs the agent script directly.
+	render "$(id -un)" "$HOME" "$dir/same.sh"
+	out=$(CODER_AGENT_TOKEN=t0k /bin/sh -c "$(cat "$dir/same.sh")" 2>&1) || true
+	[[ $out == "agent-ran user=$(id -un) home=$HOME token=t0k" ]] || die "init wrapper as the same user: $out"
+
+	if [[ $(id -u) -eq 0 ]] && id nobody >/dev/null 2>&1 && command -v setpriv >/dev/null; then
+		# Root, as envbuilder runs an image without USER: must switch user.
+		render nobody /nonexistent "$dir/switch.sh"
+		out=$(cd / && CODER_AGENT_TOKEN=t0k /bin/sh -c "$(cat "$dir/switch.sh")" 2>&1) || true
+		[[ $out == "agent-ran user=nobody home=/nonexistent token=t0k" ]] || die "init wrapper as root must start the agent as the user: $out"
+		# Another unprivileged user (a devcontainer with its own containerUser):
+		# cannot switch, so it warns and starts the agent as that user.
+		out=$(cd / && CODER_AGENT_TOKEN=t0k setpriv --reuid=nobody --regid="$(id -g nobody)" --clear-groups \
+			/bin/sh -c "$(cat "$dir/wrapper.sh")" 2>&1) || true
+		[[ $out == *"runs as 'nobody' and cannot switch to joshsymonds"*"agent-ran user=nobody"* ]] ||
+			die "init wrapper as another user must warn and start the agent anyway: $out"
+		log "init-as-user.sh.tftpl: switches root to the workspace user with setpriv (CODER_AGENT_TOKEN kept); warns and carries on as any other user"
+	else
+		log "init-as-user.sh.tftpl: not root (or no setpriv/nobody): the root-to-user switch was not exercised"
+	fi
+	log "init-as-user.sh.tftpl: shellcheck clean; runs the agent script as the workspace user"
+}
+
+step_fmt
+step_upload_contents
+step_tofu_test
+step_regressions
+step_start_script
+step_init_wrapper
+log "all template checks passed"

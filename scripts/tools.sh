@@ -1,0 +1,173 @@
+#!/usr/bin/env bash
+# Builds OpenTofu and the Terraform providers the Coder templates use, from the
+# Go module proxy, at pinned versions, into ~/.cache/egoengine (override with
+# EGOENGINE_CACHE). Each build lands in a folder named for its version and is
+# reused when present, so only the first run is slow (about 10 minutes on two
+# cores).
+#
+# It also writes a CLI config whose filesystem mirror makes `tofu init` work
+# with no network, and an env file other scripts source:
+#
+#   eval "$(scripts/tools.sh)"      # sets TOFU and TF_CLI_CONFIG_FILE
+#   . ~/.cache/egoengine/tools.env  # same, once tools.sh has run
+#
+# stdout carries only those env lines; progress goes to stderr.
+set -euo pipefail
+
+TOFU_VERSION=1.10.6
+CODER_PROVIDER_VERSION=2.20.0
+ENVBUILDER_PROVIDER_VERSION=1.0.0
+# kreuzwerker/terraform-provider-docker's go.mod names another module path, so
+# the proxy serves its tags only as pseudo-versions. This one is release v4.6.0.
+DOCKER_PROVIDER_VERSION=4.6.0
+DOCKER_PROVIDER_MODULE_VERSION=v0.0.0-20260916201441-96d331c98ff4
+# The envbuilder provider depends on inet.af/peercred, which the proxy does not
+# serve; tailscale's fork is the same code under a path that it does serve.
+PEERCRED_REPLACEMENT=github.com/tailscale/peercred@v0.0.0-20250107143737-35a0c7bd7edc
+# The coder provider's go.mod asks for this; older toolchains refuse to build it.
+GO_MIN_MINOR=26
+
+cache=${EGOENGINE_CACHE:-$HOME/.cache/egoengine}
+mirror=$cache/tofu-mirror
+platform=linux_amd64
+# Templates say `source = "coder/coder"`; OpenTofu resolves that host-less
+# address to registry.opentofu.org, so the mirror files them under that host.
+host=registry.opentofu.org
+
+log() { printf 'tools: %s\n' "$*" >&2; }
+die() { printf 'tools: error: %s\n' "$*" >&2; exit 1; }
+
+check_go() {
+	command -v go >/dev/null || die "go is not on PATH; install Go 1.$GO_MIN_MINOR or later (https://go.dev/dl/)"
+	local v minor
+	v=$(go env GOVERSION)
+	minor=$(sed -E 's/^go1\.([0-9]+).*/\1/' <<<"$v")
+	if ! [[ $minor =~ ^[0-9]+$ ]] || ((minor < GO_MIN_MINOR)); then
+		die "$v is too old: the coder provider v$CODER_PROVIDER_VERSION needs Go 1.$GO_MIN_MINOR or later"
+	fi
+}
+
+# module_dir MODULE@VERSION: downloads a module (checksums verified against
+# sum.golang.org as usual) and prints its read-only folder in the module cache.
+module_dir() {
+	local dir
+	dir=$(go mod download -json "$1" | sed -nE 's/^[[:space:]]*"Dir": "(.*)",?$/\1/p')
+	[[ -n $dir && -d $dir ]] || die "go mod download $1 gave no folder (is the Go module proxy reachable?)"
+	printf '%s\n' "$dir"
+}
+
+# writable_copy DIR: the module cache is read-only; builds that need to edit
+# go.mod or that sit behind replace directives run in a throwaway copy.
+writable_copy() {
+	local tmp
+	tmp=$(mktemp -d "${TMPDIR:-/tmp}/egoengine-tools.XXXXXX")
+	cp -R "$1/." "$tmp/"
+	chmod -R u+w "$tmp"
+	printf '%s\n' "$tmp"
+}
+
+# install_binary BUILT DEST: moves a finished build into place in one step, so
+# an interrupted run never leaves a half-written binary that looks cached.
+install_binary() {
+	mkdir -p "$(dirname "$2")"
+	mv -f "$1" "$2.partial"
+	mv -f "$2.partial" "$2"
+}
+
+gobuild() { go build -trimpath -ldflags=-s "$@"; }
+
+build_tofu() {
+	local dest=$cache/tofu-$TOFU_VERSION/tofu src tmp
+	if [[ -x $dest ]]; then return; fi
+	log "building OpenTofu v$TOFU_VERSION (several minutes)"
+	src=$(module_dir "github.com/opentofu/opentofu@v$TOFU_VERSION")
+	# `go install` refuses modules with replace directives, so build in a copy.
+	tmp=$(writable_copy "$src")
+	# version.dev=no: a release build, so `tofu version` says 1.10.6, not 1.10.6-dev.
+	(cd "$tmp" && go build -trimpath -ldflags="-s -X github.com/opentofu/opentofu/version.dev=no" -o "$tmp/tofu.bin" ./cmd/tofu)
+	install_binary "$tmp/tofu.bin" "$dest"
+	rm -rf "$tmp"
+}
+
+provider_path() { # TYPE VERSION
+	printf '%s/%s/coder/%s/%s/%s/terraform-provider-%s_v%s\n' "$mirror" "$host" "$1" "$2" "$platform" "$1" "$2"
+}
+
+build_coder_provider() {
+	local dest tmp
+	dest=$(provider_path coder "$CODER_PROVIDER_VERSION")
+	if [[ -x $dest ]]; then return; fi
+	log "building coder/coder provider v$CODER_PROVIDER_VERSION"
+	tmp=$(mktemp -d "${TMPDIR:-/tmp}/egoengine-tools.XXXXXX")
+	GOBIN=$tmp go install -trimpath -ldflags=-s "github.com/coder/terraform-provider-coder/v2@v$CODER_PROVIDER_VERSION"
+	install_binary "$tmp/terraform-provider-coder" "$dest"
+	rm -rf "$tmp"
+}
+
+build_docker_provider() {
+	local dest=$mirror/$host/kreuzwerker/docker/$DOCKER_PROVIDER_VERSION/$platform/terraform-provider-docker_v$DOCKER_PROVIDER_VERSION
+	local src tmp
+	if [[ -x $dest ]]; then return; fi
+	log "building kreuzwerker/docker provider v$DOCKER_PROVIDER_VERSION ($DOCKER_PROVIDER_MODULE_VERSION)"
+	src=$(module_dir "github.com/kreuzwerker/terraform-provider-docker@$DOCKER_PROVIDER_MODULE_VERSION")
+	tmp=$(writable_copy "$src")
+	(cd "$tmp" && gobuild -o "$tmp/provider.bin" .)
+	install_binary "$tmp/provider.bin" "$dest"
+	rm -rf "$tmp"
+}
+
+build_envbuilder_provider() {
+	local dest src tmp
+	dest=$(provider_path envbuilder "$ENVBUILDER_PROVIDER_VERSION")
+	if [[ -x $dest ]]; then return; fi
+	log "building coder/envbuilder provider v$ENVBUILDER_PROVIDER_VERSION"
+	src=$(module_dir "github.com/coder/terraform-provider-envbuilder@v$ENVBUILDER_PROVIDER_VERSION")
+	tmp=$(writable_copy "$src")
+	(
+		cd "$tmp"
+		go mod edit -replace "inet.af/peercred=$PEERCRED_REPLACEMENT"
+		# The fork needs a newer golang.org/x/sys; tidy (in this throwaway copy
+		# only) updates go.mod and records checksums verified by sum.golang.org.
+		go mod tidy
+		gobuild -o "$tmp/provider.bin" .
+	)
+	install_binary "$tmp/provider.bin" "$dest"
+	rm -rf "$tmp"
+}
+
+write_config() {
+	local rc=$cache/tofurc tmp
+	tmp=$(mktemp "$cache/tofurc.XXXXXX")
+	cat >"$tmp" <<EOF
+# Written by scripts/tools.sh: OpenTofu installs providers only from the local
+# mirror of builds, so \`tofu init\` needs no network.
+provider_installation {
+  filesystem_mirror {
+    path    = "$mirror"
+    include = ["$host/*/*"]
+  }
+}
+EOF
+	mv -f "$tmp" "$rc"
+	tmp=$(mktemp "$cache/tools.env.XXXXXX")
+	printf 'TOFU=%s\nTF_CLI_CONFIG_FILE=%s\n' "$cache/tofu-$TOFU_VERSION/tofu" "$rc" >"$tmp"
+	mv -f "$tmp" "$cache/tools.env"
+}
+
+main() {
+	mkdir -p "$cache"
+	check_go
+	build_tofu
+	build_coder_provider
+	build_docker_provider
+	build_envbuilder_provider
+	write_config
+	TF_CLI_CONFIG_FILE=$cache/tofurc "$cache/tofu-$TOFU_VERSION/tofu" version >/dev/null || die "the built tofu does not run: remove $cache/tofu-$TOFU_VERSION and try again"
+	log "OpenTofu:   $cache/tofu-$TOFU_VERSION/tofu"
+	log "providers:  $mirror"
+	log "CLI config: $cache/tofurc"
+	log "env file:   $cache/tools.env"
+	cat "$cache/tools.env"
+}
+
+main "$@"
