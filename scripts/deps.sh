@@ -10,6 +10,7 @@ packages=(
 	nix-bin shellcheck jq lua5.4   # test-nix: nix-instantiate, nix hash, shellcheck, lock file, Neovim Lua
 	shellcheck util-linux           # test-templates: shellcheck; setpriv for the init-wrapper test
 	shellcheck                      # test-compose: lints scripts/compose.sh (Caddy comes from the Go module proxy)
+	postgresql util-linux           # e2e: Coder's database; runuser, setsid for the workspace stand-in
 )
 
 missing=()

@@ -1,0 +1,188 @@
+#!/usr/bin/env bash
+# make e2e: egoengine end to end on a real Coder (docs/e2e.md).
+#
+#   scripts/e2e.sh               build or reuse the tools, then run the test
+#   scripts/e2e.sh build-coder   only build (or find) Coder; prints its path
+#
+# Builds, each cached under ~/.cache/egoengine (EGOENGINE_CACHE) and keyed by
+# version, so only the first run is slow:
+#   coder-<version>/coder   Coder server and agent, from the Go module proxy
+#                           (11 to 25 minutes on two busy cores, once)
+#   OpenTofu + providers    scripts/tools.sh
+#   bin/egoagent            scripts/build.sh (every run: it is what is tested)
+# then runs the Go test in e2e/ (a module of its own) against a PostgreSQL
+# cluster and a Coder server of its own on free loopback ports.
+#
+# Every process the run starts carries EGOENGINE_E2E_RUN=<run id> in its
+# environment; on exit, whatever happened, any such process is killed and
+# the run fails if one was found.
+#
+# E2E_KEEP=1 keeps the run's folder; E2E_EGOAGENT=PATH tests that egoagent
+# binary instead of building bin/egoagent.
+set -euo pipefail
+
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cache=${EGOENGINE_CACHE:-$HOME/.cache/egoengine}
+# v2.27.0 does not build from this proxy (one of its modules is not served).
+CODER_VERSION=v2.26.0
+
+log() { printf 'e2e: %s\n' "$*" >&2; }
+die() { printf 'e2e: error: %s\n' "$*" >&2; exit 1; }
+
+# build_coder: prints the path of a coder binary of CODER_VERSION, building
+# it from the Go module proxy the first time. Without the `embed` build tag:
+# no web UI, the API and CLI are whole.
+build_coder() {
+	local out=$cache/coder-$CODER_VERSION/coder src dir
+	if [[ -x $out ]] && "$out" --version 2>/dev/null | grep -qF "${CODER_VERSION}"; then
+		printf '%s\n' "$out"
+		return
+	fi
+	command -v go >/dev/null || die "go is not on PATH; install Go (scripts/deps.sh says which)"
+	mkdir -p "$cache"
+	dir=$(cd /tmp && go mod download -json "github.com/coder/coder/v2@$CODER_VERSION" | sed -nE 's/^[[:space:]]*"Dir": "(.*)",?$/\1/p')
+	[[ -n $dir && -d $dir ]] || die "go mod download github.com/coder/coder/v2@$CODER_VERSION gave no folder (is the Go module proxy reachable?)"
+	# The module cache is read-only and `go install` refuses replace
+	# directives: build in a writable copy, kept for the next build.
+	src=$cache/coder-src-$CODER_VERSION
+	if [[ ! -f $src/go.mod ]]; then
+		rm -rf "$src.partial"
+		cp -R "$dir" "$src.partial"
+		chmod -R u+w "$src.partial"
+		mv "$src.partial" "$src"
+	fi
+	log "building Coder $CODER_VERSION (slow the first time: 11 to 25 minutes on two cores)"
+	mkdir -p "$(dirname "$out")"
+	# buildinfo.tag makes `coder --version` (and the agent's version check
+	# against the server) say the release instead of v0.0.0-devel.
+	(cd "$src" && go build -trimpath -ldflags="-s -X github.com/coder/coder/v2/buildinfo.tag=${CODER_VERSION#v}" -o "$out.partial" ./cmd/coder)
+	mv -f "$out.partial" "$out"
+	printf '%s\n' "$out"
+}
+
+# run_pids ID: the processes whose environment holds EGOENGINE_E2E_RUN=ID.
+run_pids() {
+	local p
+	for p in /proc/[0-9]*; do
+		if tr '\0' '\n' 2>/dev/null <"$p/environ" | grep -qxF "EGOENGINE_E2E_RUN=$1"; then
+			printf '%s\n' "${p#/proc/}"
+		fi
+	done
+}
+
+# end_pids SIGNAL PID...: signals the processes, then waits up to 10 s for
+# them to go; prints those still there.
+end_pids() {
+	local sig=$1 i p left
+	shift
+	kill "-$sig" "$@" 2>/dev/null || true
+	for ((i = 0; i < 100; i++)); do
+		left=()
+		for p in "$@"; do
+			[[ -r /proc/$p/cmdline && -n $(tr -d '\0' </proc/"$p"/cmdline 2>/dev/null) ]] && left+=("$p")
+		done
+		((${#left[@]})) || return 0
+		sleep 0.1
+	done
+	printf '%s\n' "${left[@]}"
+}
+
+run_id=""
+run_dir=""
+test_pid=""
+# finish: the last word, whatever happened (a failure, Ctrl-C, a kill of the
+# test): nothing of the run may survive it.
+finish() {
+	local rc=$? pids left
+	trap - EXIT INT TERM
+	# The test runs in a session of its own; if it is still there (this
+	# script was interrupted), it goes first, and with it its cleanups' hope.
+	if [[ -n $test_pid ]] && kill -0 "$test_pid" 2>/dev/null; then
+		log "interrupted: stopping the test (session $test_pid)"
+		kill -TERM -- "-$test_pid" 2>/dev/null || true
+		sleep 1
+		kill -KILL -- "-$test_pid" 2>/dev/null || true
+		((rc != 0)) || rc=130
+	fi
+	if [[ -n $run_id ]]; then
+		mapfile -t pids < <(run_pids "$run_id")
+		if ((${#pids[@]})); then
+			log "left behind by the run: $(ps -o pid=,args= -p "$(IFS=,; echo "${pids[*]}")" 2>/dev/null | cut -c1-120 | tr '\n' ';')"
+			# TERM first, so PostgreSQL shuts down cleanly; then KILL.
+			mapfile -t left < <(end_pids TERM "${pids[@]}")
+			if ((${#left[@]})); then
+				mapfile -t left < <(end_pids KILL "${left[@]}")
+				((${#left[@]} == 0)) || log "processes survived SIGKILL: ${left[*]}"
+			fi
+			((rc != 0)) || rc=1
+		fi
+	fi
+	if [[ -n $run_dir && -d $run_dir ]]; then
+		if [[ ${E2E_KEEP:-} == 1 ]]; then
+			log "kept $run_dir"
+		else
+			rm -rf "$run_dir"
+		fi
+	fi
+	exit "$rc"
+}
+
+main() {
+	if [[ ${1:-} == build-coder ]]; then
+		build_coder
+		return
+	fi
+	(($# == 0)) || die "unknown argument '$1'; usage: scripts/e2e.sh [build-coder]"
+
+	local t0 coder tools tofu tfrc pgbin
+	t0=$(date +%s)
+	for tool in runuser setsid; do
+		command -v "$tool" >/dev/null || die "$tool is missing: install util-linux (scripts/deps.sh)"
+	done
+	pgbin=$(find /usr/lib/postgresql -maxdepth 3 -path '*/bin/pg_ctl' 2>/dev/null | head -n1 || true)
+	[[ -n ${E2E_PG_BINDIR:-$pgbin} ]] || die "no PostgreSQL server under /usr/lib/postgresql: install postgresql (scripts/deps.sh)"
+
+	coder=$(build_coder)
+	log "coder:    $coder ($("$coder" --version 2>/dev/null | head -n1))"
+	tools=$("$root/scripts/tools.sh")
+	tofu=$(sed -n 's/^TOFU=//p' <<<"$tools")
+	tfrc=$(sed -n 's/^TF_CLI_CONFIG_FILE=//p' <<<"$tools")
+	[[ -x $tofu && -f $tfrc ]] || die "scripts/tools.sh gave no OpenTofu or CLI config: $tools"
+	log "tofu:     $tofu"
+	local egoagent=${E2E_EGOAGENT:-}
+	if [[ -z $egoagent ]]; then
+		"$root/scripts/build.sh" >&2
+		egoagent=$root/bin/egoagent
+	fi
+	[[ -x $egoagent ]] || die "E2E_EGOAGENT=$egoagent is not an executable file"
+	log "egoagent: $egoagent ($("$egoagent" version 2>/dev/null || true))"
+	log "tools ready after $(($(date +%s) - t0))s"
+
+	run_id=$(od -An -N12 -tx1 /dev/urandom | tr -d ' \n')
+	trap finish EXIT INT TERM
+	# Short, under /tmp whatever TMPDIR says: Unix socket paths below it (the
+	# workspace's egoagent control socket) must stay under 108 bytes.
+	run_dir=$(mktemp -d /tmp/ee2e.XXXXXX)
+	# PostgreSQL runs as its own user when this runs as root; it needs to
+	# pass through.
+	chmod 755 "$run_dir"
+
+	local t1
+	t1=$(date +%s)
+	# A session of its own (setsid execs in place: $! is its id), so that
+	# an interrupted run can end the test and all it started.
+	(
+		cd "$root/e2e"
+		E2E_RUN_ID=$run_id E2E_RUN_DIR=$run_dir E2E_REPO=$root E2E_CODER=$coder \
+			E2E_EGOAGENT=$egoagent E2E_TOFU=$tofu TF_CLI_CONFIG_FILE=$tfrc \
+			exec setsid go test -count=1 -v -timeout 30m ./...
+	) &
+	test_pid=$!
+	local rc=0
+	wait "$test_pid" || rc=$?
+	test_pid=""
+	((rc == 0)) || die "the end-to-end test failed (exit $rc) after $(($(date +%s) - t1))s"
+	log "passed in $(($(date +%s) - t0))s (the test itself: $(($(date +%s) - t1))s)"
+}
+
+main "$@"
