@@ -7,7 +7,7 @@
 #   scripts/vendor-hash.sh --print  print the hash, change nothing (test-nix)
 #
 # It vendors a copy of the files the Nix build sees (go.mod, go.sum, cmd/,
-# internal/: see nix/egoagent/package.nix), never the working tree itself.
+# internal/, bench/: see nix/egoagent/package.nix), never the working tree itself.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -33,7 +33,7 @@ tmp=$(mktemp -d)
 trap 'chmod -R u+w "$tmp" 2>/dev/null; rm -rf "$tmp"' EXIT
 mkdir "$tmp/src"
 cp go.mod go.sum "$tmp/src/"
-cp -R cmd internal "$tmp/src/"
+cp -R cmd internal bench "$tmp/src/"
 if ! (cd "$tmp/src" && GOWORK=off GOFLAGS='' go mod vendor) >"$tmp/log" 2>&1; then
 	echo "vendor-hash: go mod vendor failed:" >&2
 	cat "$tmp/log" >&2

@@ -60,10 +60,11 @@ func syncCommand() *cli.Command {
 			defer stop()
 			ctx, cancel := context.WithTimeout(ctx, c.Duration("timeout"))
 			defer cancel()
-			eng, err := e.newEngine(ctx, cfg)
+			eng, done, err := e.newEngine(cfg)
 			if err != nil {
 				return childReport(c, nil, err)
 			}
+			defer done()
 			rep, err := eng.Pass(ctx, engine.Options{
 				Trigger: c.String("trigger"), Names: c.Args().Slice(),
 				Exclude: c.StringSlice("exclude"), Force: c.Bool("force"),

@@ -181,10 +181,11 @@ func refreshCommand() *cli.Command {
 				if err != nil {
 					return err
 				}
-				eng, err := e.newEngine(ctx, cfg)
+				eng, done, err := e.newEngine(cfg)
 				if err != nil {
 					return err
 				}
+				defer done()
 				rep, err := eng.Pass(ctx, engine.Options{Trigger: "refresh", Names: req.Names, Force: req.Force})
 				return reportOutcome(c.App.Writer, rep, err)
 			}

@@ -1,10 +1,11 @@
 package main
 
 import (
-	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 
 	"github.com/urfave/cli/v2"
@@ -34,6 +35,12 @@ var globalFlags = []cli.Flag{
 		Value: "auto",
 	},
 	&cli.BoolFlag{Name: "verbose", Usage: "log debug detail"},
+	&cli.StringFlag{
+		Name:    "op-helper",
+		Usage:   "the 1Password helper (default: egoagent-op beside this binary, else on PATH)",
+		EnvVars: []string{"EGOAGENT_OP_HELPER"},
+		Hidden:  true,
+	},
 }
 
 // env is what every command needs from the process: where home and state
@@ -72,21 +79,49 @@ func (e *env) loadConfig() (*config.Config, error) {
 	return cfg, nil
 }
 
-// newSource builds the configured source. The 1Password one is only built
-// here, by commands that fetch: status and metadata never reach this.
-func (e *env) newSource(ctx context.Context, cfg *config.Config) (source.Source, error) {
-	switch cfg.Source.Kind {
-	case config.SourceDir:
+// newSource builds the configured source. 1Password is reached through the
+// helper process egoagent-op, started on first use; status and metadata
+// never get here.
+func (e *env) newSource(cfg *config.Config) (source.Source, error) {
+	if cfg.Source.Kind == config.SourceDir {
 		return source.NewDir(cfg.Source.Dir), nil
-	default:
-		return source.NewOnePassword(ctx, source.OnePasswordOptions{Version: version})
 	}
-}
-
-func (e *env) newEngine(ctx context.Context, cfg *config.Config) (*engine.Engine, error) {
-	src, err := e.newSource(ctx, cfg)
+	helper, err := opHelper(e.c.String("op-helper"))
 	if err != nil {
 		return nil, err
+	}
+	return source.NewProcess(helper), nil
+}
+
+// opHelper finds egoagent-op: beside this executable (where make build and
+// the image put it), else on PATH.
+func opHelper(flag string) (string, error) {
+	if flag != "" {
+		return flag, nil
+	}
+	if exe, err := os.Executable(); err == nil {
+		p := filepath.Join(filepath.Dir(exe), "egoagent-op")
+		if _, err := os.Stat(p); err == nil {
+			return p, nil
+		}
+	}
+	if p, err := exec.LookPath("egoagent-op"); err == nil {
+		return p, nil
+	}
+	return "", errors.New("egoagent-op, the 1Password helper, is neither beside egoagent nor on PATH; install both (make build puts them in bin/)")
+}
+
+// newEngine builds the engine for cfg; call done when finished with it, to
+// end the 1Password helper if one was started.
+func (e *env) newEngine(cfg *config.Config) (eng *engine.Engine, done func(), err error) {
+	src, err := e.newSource(cfg)
+	if err != nil {
+		return nil, nil, err
+	}
+	done = func() {
+		if c, ok := src.(io.Closer); ok {
+			c.Close()
+		}
 	}
 	return &engine.Engine{
 		Config: cfg,
@@ -99,7 +134,7 @@ func (e *env) newEngine(ctx context.Context, cfg *config.Config) (*engine.Engine
 		Home:     e.home,
 		StateDir: e.stateDir,
 		Log:      e.log,
-	}, nil
+	}, done, nil
 }
 
 // newLogger logs for people on a terminal and for machines elsewhere. Log

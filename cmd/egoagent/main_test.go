@@ -4,10 +4,12 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -200,4 +202,55 @@ func TestStatusAndMetadata(t *testing.T) {
 	if err := json.Unmarshal([]byte(out), &st); err != nil || st.Secrets[0].State != status.Fresh || st.Secrets[0].Written != "" {
 		t.Fatalf("status --json: %v\n%s", err, out)
 	}
+}
+
+// buildHelper builds the real 1Password helper, egoagent-op, once.
+var buildHelper = sync.OnceValues(func() (string, error) {
+	dir, err := os.MkdirTemp("", "egoagent-op")
+	if err != nil {
+		return "", err
+	}
+	out := filepath.Join(dir, "egoagent-op")
+	cmd := exec.Command("go", "build", "-o", out, "github.com/veraticus/egoengine/cmd/egoagent-op")
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if msg, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("%v\n%s", err, msg)
+	}
+	return out, nil
+})
+
+// With the 1Password source and no usable token, a sync fails with the
+// right class, says what to do, and leaves the installed file alone; the
+// token never shows up anywhere.
+func TestOnePasswordWithoutAUsableToken(t *testing.T) {
+	helper, err := buildHelper()
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := newWorkspace(t, oneSecret)
+	cfg := "[source]\nkind = \"1password\"\n" + oneSecret
+	os.WriteFile(w.config, []byte(cfg), 0o600)
+	os.MkdirAll(filepath.Join(w.home, ".config/api"), 0o700)
+	os.WriteFile(filepath.Join(w.home, ".config/api/token"), []byte("old"), 0o600)
+
+	cases := map[string]string{"": "missing-token", w.token: "invalid-token"}
+	for token, class := range cases {
+		c := w.cmd("sync")
+		c.Env = append(c.Env, "EGOAGENT_OP_HELPER="+helper, "OP_SERVICE_ACCOUNT_TOKEN="+token)
+		out, err := c.CombinedOutput()
+		var ee *exec.ExitError
+		if !errors.As(err, &ee) || ee.ExitCode() != exitFailed || !strings.Contains(string(out), "api: stale ("+class+")") {
+			t.Fatalf("token %q: %v\n%s", token, err, out)
+		}
+		if strings.Contains(string(out), w.token) {
+			t.Fatal("the token is in the output")
+		}
+		if w.read(".config/api/token") != "old" {
+			t.Fatal("the installed file changed")
+		}
+	}
+	if out, _, _ := w.egoagent("metadata"); !strings.Contains(out, "api stale") {
+		t.Fatalf("metadata: %q", out)
+	}
+	assertNoCanary(t, w)
 }

@@ -40,7 +40,7 @@ func newFixture(t *testing.T) *fixture {
 	f.chmod("/tmp", os.ModeSticky|0o777)
 
 	// System tools, linked from /bin and /usr/bin into the store.
-	for _, tool := range []string{"sh", "env", "zsh", "curl", "egoagent"} {
+	for _, tool := range []string{"sh", "env", "zsh", "curl", "egoagent", "egoagent-op"} {
 		f.executable(fxSystem + "/bin/" + tool)
 		f.symlink("/bin/"+tool, fxSystem+"/bin/"+tool)
 	}

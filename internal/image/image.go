@@ -38,4 +38,4 @@ const (
 )
 
 // Tools are the commands the image puts on PATH for the workspace user.
-var Tools = []string{"zsh", "git", "nvim", "op", "egoagent", "direnv", "starship", "codex", "curl"}
+var Tools = []string{"zsh", "git", "nvim", "op", "egoagent", "egoagent-op", "direnv", "starship", "codex", "curl"}

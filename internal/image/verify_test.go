@@ -44,7 +44,7 @@ func TestVerifyGoodImagePasses(t *testing.T) {
 	if err := rep.Write(&b); err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(b.String(), "all 21 checks passed") {
+	if !strings.Contains(b.String(), "all 22 checks passed") {
 		t.Errorf("summary line missing:\n%s", b.String())
 	}
 }
@@ -236,7 +236,7 @@ func TestVerifyReportNamesFailures(t *testing.T) {
 		t.Fatal(err)
 	}
 	out := b.String()
-	if !strings.Contains(out, "FAIL  /tmp") || !strings.Contains(out, "1 of 21 checks failed") {
+	if !strings.Contains(out, "FAIL  /tmp") || !strings.Contains(out, "1 of 22 checks failed") {
 		t.Errorf("report:\n%s", out)
 	}
 }

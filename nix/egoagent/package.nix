@@ -11,7 +11,7 @@
   root = ../..;
   # Only what the Go build reads, so that editing docs or Nix does not
   # rebuild egoagent. scripts/vendor-hash.sh vendors from the same files;
-  # test-nix fails if Go code appears outside cmd/ and internal/.
+  # test-nix fails if Go code appears outside cmd/, internal/ and bench/.
   src = lib.fileset.toSource {
     inherit root;
     fileset = lib.fileset.unions [
@@ -19,6 +19,7 @@
       (root + "/go.sum")
       (root + "/cmd")
       (root + "/internal")
+      (root + "/bench")
     ];
   };
   goLine = (import ../lib/gomod.nix).goVersion (builtins.readFile (root + "/go.mod"));
@@ -38,7 +39,8 @@ in
       # The NAR hash of `go mod vendor`; scripts/vendor-hash.sh rewrites it.
       vendorHash = import ./vendor-hash.nix;
 
-      subPackages = ["cmd/egoagent"];
+      # egoagent and its 1Password helper, installed side by side.
+      subPackages = ["cmd/egoagent" "cmd/egoagent-op"];
       env.CGO_ENABLED = "0";
       ldflags = ["-s" "-w" "-X main.version=${rev}"];
       # As scripts/build.sh: no man-page generator from urfave/cli.

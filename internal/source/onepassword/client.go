@@ -1,4 +1,4 @@
-package source
+package onepassword
 
 import (
 	"context"
@@ -18,23 +18,23 @@ import (
 // arguments, configuration or state.
 const TokenEnv = "OP_SERVICE_ACCOUNT_TOKEN"
 
-// DefaultOnePasswordTimeout bounds each request to 1Password. The SDK sends
+// DefaultTimeout bounds each request to 1Password. The SDK sends
 // its HTTP requests through http.DefaultClient, which has no timeout of its
 // own: without a deadline a silent network would hang a pass forever.
-const DefaultOnePasswordTimeout = 30 * time.Second
+const DefaultTimeout = 30 * time.Second
 
 // integrationName is what 1Password's activity log shows for our requests.
 const integrationName = "egoagent"
 
-// OnePasswordOptions configures NewOnePassword. It deliberately has no token
+// Options configures New. It deliberately has no token
 // field: nothing but the environment may hand egoagent the token.
-type OnePasswordOptions struct {
+type Options struct {
 	Version string              // egoagent's version, sent to 1Password as integration info
 	Getenv  func(string) string // reads the environment; nil means os.Getenv (tests pass their own)
-	Timeout time.Duration       // per request to 1Password; 0 means DefaultOnePasswordTimeout
+	Timeout time.Duration       // per request to 1Password; 0 means DefaultTimeout
 }
 
-// OnePassword is a Source backed by a 1Password service account, through the
+// Client is a Source backed by a 1Password service account, through the
 // official Go SDK.
 //
 // The SDK client is created on the first Fetch or Documents, not here: the
@@ -43,10 +43,10 @@ type OnePasswordOptions struct {
 // that. A failed sign-in is not remembered: the next call tries again, and
 // the caller decides how soon that is.
 //
-// Token problems do not make NewOnePassword fail. They are reported by Fetch
+// Token problems do not make New fail. They are reported by Fetch
 // (in every Result) and Documents, like any other fetch failure, so that the
 // engine keeps the installed files and records why in status.
-type OnePassword struct {
+type Client struct {
 	token   string
 	signIn  string // the token's sign-in address, when the token decodes
 	version string
@@ -72,13 +72,13 @@ type OnePassword struct {
 	newClient func(ctx context.Context, token, version string) (*onepassword.Client, error)
 }
 
-var _ Source = (*OnePassword)(nil)
+var _ Source = (*Client)(nil)
 
-// NewOnePassword returns a 1Password source that takes its token from
+// New returns a 1Password source that takes its token from
 // OP_SERVICE_ACCOUNT_TOKEN. It makes no request and does not load the SDK's
-// core; see OnePassword for why. The error is reserved for options that can
+// core; see Client for why. The error is reserved for options that can
 // never work; today there are none, so it is always nil.
-func NewOnePassword(_ context.Context, opts OnePasswordOptions) (*OnePassword, error) {
+func New(_ context.Context, opts Options) (*Client, error) {
 	getenv := opts.Getenv
 	if getenv == nil {
 		getenv = os.Getenv
@@ -89,14 +89,14 @@ func NewOnePassword(_ context.Context, opts OnePasswordOptions) (*OnePassword, e
 	token := strings.TrimSpace(getenv(TokenEnv))
 	timeout := opts.Timeout
 	if timeout <= 0 {
-		timeout = DefaultOnePasswordTimeout
+		timeout = DefaultTimeout
 	}
 	version := opts.Version
 	if version == "" {
 		version = "unknown"
 	}
 	tok := parseToken(token)
-	return &OnePassword{
+	return &Client{
 		token:     token,
 		signIn:    tok.signIn,
 		version:   version,
@@ -109,7 +109,7 @@ func NewOnePassword(_ context.Context, opts OnePasswordOptions) (*OnePassword, e
 // Calls reports how many requests this source has sent to 1Password: a
 // sign-in counts as one, ResolveAll as one however many references it
 // carries, and each listing, batched item read and file read as one.
-func (o *OnePassword) Calls() int { return int(o.calls.Load()) }
+func (o *Client) Calls() int { return int(o.calls.Load()) }
 
 // Fetch resolves refs. Field references (text fields, and files attached to
 // items) all go to 1Password in one Secrets().ResolveAll call. Two kinds of
@@ -130,7 +130,7 @@ func (o *OnePassword) Calls() int { return int(o.calls.Load()) }
 // ResolveAll first and falling back on that specific error is what keeps a
 // pass to one request in the common case while still returning binary files
 // byte for byte.
-func (o *OnePassword) Fetch(ctx context.Context, refs []Ref) []Result {
+func (o *Client) Fetch(ctx context.Context, refs []Ref) []Result {
 	out := make([]Result, len(refs))
 	for i, r := range refs {
 		out[i].Ref = r
@@ -144,7 +144,7 @@ func (o *OnePassword) Fetch(ctx context.Context, refs []Ref) []Result {
 	c, err := o.ready(ctx)
 	if err != nil {
 		for i := range out {
-			out[i].Err = err.forRef(refs[i])
+			out[i].Err = forRef(err, refs[i])
 		}
 		return out
 	}
@@ -169,15 +169,15 @@ func (o *OnePassword) Fetch(ctx context.Context, refs []Ref) []Result {
 	if len(fields) > 0 {
 		resp, err := o.resolveAll(ctx, c, fields)
 		switch {
-		case err != nil && err.stopsPass():
+		case err != nil && stopsPass(err):
 			// Every later request would fail the same way and spend quota.
 			for i := range out {
-				out[i].Err = err.forRef(refs[i])
+				out[i].Err = forRef(err, refs[i])
 			}
 			return out
 		case err != nil:
 			for _, i := range fieldIdx {
-				out[i].Err = err.forRef(refs[i])
+				out[i].Err = forRef(err, refs[i])
 			}
 		default:
 			for _, i := range fieldIdx {
@@ -214,23 +214,23 @@ func (o *OnePassword) Fetch(ctx context.Context, refs []Ref) []Result {
 // Archived items are left out, as 1Password's own references leave them out.
 // Titles shared by several Document items come back with an error and no
 // content: picking one of them silently would make the mirrored file flip.
-func (o *OnePassword) Documents(ctx context.Context, vault, prefix string) ([]Document, error) {
+func (o *Client) Documents(ctx context.Context, vault, prefix string) ([]Document, error) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	where := "op://" + vault
 
 	c, cerr := o.ready(ctx)
 	if cerr != nil {
-		return nil, cerr.withRef(where)
+		return nil, withRef(cerr, where)
 	}
 	l := &locator{o: o, c: c}
 	vaultID, err := l.vault(ctx, vault)
 	if err != nil {
-		return nil, err.withRef(where)
+		return nil, withRef(err, where)
 	}
 	overviews, err := l.items(ctx, vaultID)
 	if err != nil {
-		return nil, err.withRef(where)
+		return nil, withRef(err, where)
 	}
 
 	byTitle := map[string][]string{} // title -> item IDs
@@ -254,7 +254,7 @@ func (o *OnePassword) Documents(ctx context.Context, vault, prefix string) ([]Do
 	}
 	got, err := l.getAll(ctx, vaultID, ids)
 	if err != nil {
-		return nil, err.withRef(where)
+		return nil, withRef(err, where)
 	}
 	for _, t := range titles {
 		ref := Ref{Vault: vault, Item: t}
@@ -264,7 +264,7 @@ func (o *OnePassword) Documents(ctx context.Context, vault, prefix string) ([]Do
 			doc.Err = &Error{Class: ClassNotFound, Ref: ref.String(),
 				Msg: fmt.Sprintf("%d Document items in vault %q have this title; rename or archive all but one", len(ids), vault)}
 		case l.fatal != nil:
-			doc.Err = l.fatal.forRef(ref)
+			doc.Err = forRef(l.fatal, ref)
 		default:
 			var ferr *Error
 			doc.Content, ferr = l.readDocument(ctx, vaultID, got[ids[0]], ref)
@@ -290,7 +290,7 @@ func (o *OnePassword) Documents(ctx context.Context, vault, prefix string) ([]Do
 // the process exits. An answer with an HTTP error status does no harm (400
 // sign-ins answered 401 in a row left the core working). So a pass that
 // would fail on the network fails here instead, before the SDK is touched.
-func (o *OnePassword) ready(ctx context.Context) (*onepassword.Client, *Error) {
+func (o *Client) ready(ctx context.Context) (*onepassword.Client, *Error) {
 	if o.broken != nil {
 		return nil, o.broken
 	}
@@ -305,7 +305,7 @@ func (o *OnePassword) ready(ctx context.Context) (*onepassword.Client, *Error) {
 }
 
 // connect returns the signed-in client, signing in on first use.
-func (o *OnePassword) connect(ctx context.Context) (*onepassword.Client, *Error) {
+func (o *Client) connect(ctx context.Context) (*onepassword.Client, *Error) {
 	if o.client != nil {
 		return o.client, nil
 	}
@@ -339,7 +339,7 @@ var warmCore = func(ctx context.Context) {
 	_ = onepassword.Secrets.ValidateSecretReference(ctx, "op://vault/item/field")
 }
 
-func (o *OnePassword) resolveAll(ctx context.Context, c *onepassword.Client, refs []string) (onepassword.ResolveAllResponse, *Error) {
+func (o *Client) resolveAll(ctx context.Context, c *onepassword.Client, refs []string) (onepassword.ResolveAllResponse, *Error) {
 	o.calls.Add(1)
 	cctx, cancel := context.WithTimeout(ctx, o.timeout)
 	defer cancel()

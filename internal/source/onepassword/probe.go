@@ -1,4 +1,4 @@
-package source
+package onepassword
 
 import (
 	"context"
@@ -49,7 +49,7 @@ func sdkAllowsHost(host string) bool {
 //
 // A token that does not decode has no address to probe: the SDK rejects it
 // without any network traffic, and so without harm.
-func (o *OnePassword) probe(ctx context.Context) *Error {
+func (o *Client) probe(ctx context.Context) *Error {
 	if o.noProbe || o.signIn == "" {
 		return nil
 	}

@@ -1,4 +1,4 @@
-package source
+package onepassword
 
 import (
 	"context"
@@ -61,7 +61,7 @@ var sdkErrorRules = []struct {
 		"wasm error:",
 	}},
 	{causeTokenMissing, []string{
-		// Only if an empty token got past NewOnePassword's own check.
+		// Only if an empty token got past New's own check.
 		"service account token was not specified",
 	}},
 	{causeTokenRejected, []string{
@@ -158,7 +158,7 @@ func classifyText(s string) cause {
 // classify turns an SDK error into an *Error with an actionable message,
 // free of the token. ctx is the caller's context, cctx the request's (with
 // the per-request deadline).
-func (o *OnePassword) classify(ctx, cctx context.Context, err error) *Error {
+func (o *Client) classify(ctx, cctx context.Context, err error) *Error {
 	return o.classifyAs(ctx, cctx, err, false)
 }
 
@@ -166,11 +166,11 @@ func (o *OnePassword) classify(ctx, cctx context.Context, err error) *Error {
 // found", "no permission" and "bad request" (seen from the real core against
 // a loopback server answering 404, 403 and 400 to /api/v3/auth/start) are
 // about the service account itself, so they mean the token is no good.
-func (o *OnePassword) classifySignIn(ctx, cctx context.Context, err error) *Error {
+func (o *Client) classifySignIn(ctx, cctx context.Context, err error) *Error {
 	return o.classifyAs(ctx, cctx, err, true)
 }
 
-func (o *OnePassword) classifyAs(ctx, cctx context.Context, err error, signIn bool) *Error {
+func (o *Client) classifyAs(ctx, cctx context.Context, err error, signIn bool) *Error {
 	full := o.scrub.clean(err.Error())
 	detail := capDetail(full)
 	clean := errors.New(detail)
@@ -249,7 +249,7 @@ func (c cause) message(detail string) string {
 }
 
 // referenceError maps one reference's error from ResolveAll.
-func (o *OnePassword) referenceError(r Ref, e onepassword.ResolveReferenceError) *Error {
+func (o *Client) referenceError(r Ref, e onepassword.ResolveReferenceError) *Error {
 	nf := func(msg string) *Error { return &Error{Class: ClassNotFound, Ref: r.String(), Msg: msg} }
 	switch e.Type {
 	case onepassword.ResolveReferenceErrorTypeVariantVaultNotFound:
@@ -289,7 +289,7 @@ func safeMessage(get func() onepassword.ErrorMessage) (s string) {
 
 // stopsPass reports whether every further request in this pass would fail
 // the same way, so that sending them would only spend quota.
-func (e *Error) stopsPass() bool {
+func stopsPass(e *Error) bool {
 	switch e.Class {
 	case ClassMissingToken, ClassInvalidToken, ClassUnreachable, ClassRateLimited:
 		return true
@@ -299,13 +299,13 @@ func (e *Error) stopsPass() bool {
 
 // withRef returns a copy of e about ref, so that one batch failure can be
 // handed to many results without them sharing (and overwriting) one value.
-func (e *Error) withRef(ref string) *Error {
+func withRef(e *Error, ref string) *Error {
 	c := *e
 	c.Ref = ref
 	return &c
 }
 
-func (e *Error) forRef(r Ref) *Error { return e.withRef(r.String()) }
+func forRef(e *Error, r Ref) *Error { return withRef(e, r.String()) }
 
 // maxDetail caps what an SDK error contributes to a message: status lines
 // and metadata output have little room, and a long text is a long leak
@@ -318,7 +318,7 @@ type scrubber struct {
 	secrets []string
 }
 
-// tokenInfo is what NewOnePassword reads from the token without the SDK.
+// tokenInfo is what New reads from the token without the SDK.
 type tokenInfo struct {
 	signIn  string   // sign-in address, "" when the token does not decode
 	secrets []string // strings that must never be shown

@@ -1,4 +1,4 @@
-package source
+package onepassword
 
 import (
 	"context"
@@ -13,7 +13,7 @@ import (
 // Fetch or Documents call. It lists each vault's items at most once per call
 // and never across calls, so a pass always sees the vault as it is now.
 type locator struct {
-	o *OnePassword
+	o *Client
 	c *onepassword.Client
 
 	vaults []onepassword.VaultOverview
@@ -43,7 +43,7 @@ func (l *locator) call(ctx context.Context, f func(ctx context.Context) error) *
 	defer cancel()
 	if err := f(cctx); err != nil {
 		e := l.o.classify(ctx, cctx, err)
-		if e.stopsPass() {
+		if stopsPass(e) {
 			l.fatal = e
 		}
 		return e
@@ -190,7 +190,7 @@ func (l *locator) getAllError(e *onepassword.ItemsGetAllError) *Error {
 // readFiles fills out[i] for each i in idx: Document items and files that
 // Resolve refused. All items of one vault are read in one request; each file
 // is then one more.
-func (o *OnePassword) readFiles(ctx context.Context, c *onepassword.Client, refs []Ref, idx []int, out []Result) {
+func (o *Client) readFiles(ctx context.Context, c *onepassword.Client, refs []Ref, idx []int, out []Result) {
 	l := &locator{o: o, c: c}
 	type want struct {
 		i               int
@@ -206,7 +206,7 @@ func (o *OnePassword) readFiles(ctx context.Context, c *onepassword.Client, refs
 			itemID, err = l.item(ctx, vaultID, r)
 		}
 		if err != nil {
-			out[i].Err = err.forRef(r)
+			out[i].Err = forRef(err, r)
 			continue
 		}
 		wants = append(wants, want{i, vaultID, itemID})
@@ -234,7 +234,7 @@ func (o *OnePassword) readFiles(ctx context.Context, c *onepassword.Client, refs
 	for _, w := range wants {
 		r := refs[w.i]
 		if err := failed[w.vaultID]; err != nil {
-			out[w.i].Err = err.forRef(r)
+			out[w.i].Err = forRef(err, r)
 			continue
 		}
 		res := got[w.vaultID][w.itemID]
@@ -256,7 +256,7 @@ func (o *OnePassword) readFiles(ctx context.Context, c *onepassword.Client, refs
 // readDocument reads the file of a Document item.
 func (l *locator) readDocument(ctx context.Context, vaultID string, res itemResult, r Ref) ([]byte, *Error) {
 	if res.err != nil {
-		return nil, res.err.forRef(r)
+		return nil, forRef(res.err, r)
 	}
 	if res.item == nil {
 		return nil, &Error{Class: ClassOther, Ref: r.String(), Msg: "1Password returned no item; try again, and report it if it persists"}
@@ -273,7 +273,7 @@ func (l *locator) readDocument(ctx context.Context, vaultID string, res itemResu
 // works as well as op://vault/doc.
 func (l *locator) readAttachment(ctx context.Context, vaultID string, res itemResult, r Ref) ([]byte, *Error) {
 	if res.err != nil {
-		return nil, res.err.forRef(r)
+		return nil, forRef(res.err, r)
 	}
 	if res.item == nil {
 		return nil, &Error{Class: ClassOther, Ref: r.String(), Msg: "1Password returned no item; try again, and report it if it persists"}
@@ -309,7 +309,7 @@ func (l *locator) read(ctx context.Context, vaultID, itemID string, attrs onepas
 		b, err = l.c.Items().Files().Read(ctx, vaultID, itemID, attrs)
 		return err
 	}); err != nil {
-		return nil, err.forRef(r)
+		return nil, forRef(err, r)
 	}
 	if b == nil {
 		b = []byte{} // an empty file is content, not an absence

@@ -1,10 +1,11 @@
-package source
+package onepassword
 
 import (
 	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"github.com/veraticus/egoengine/internal/source"
 	"strings"
 	"sync"
 	"testing"
@@ -221,7 +222,7 @@ func newStandIn() *standIn {
 }
 
 // standInSource returns a source whose sign-in yields a client backed by s.
-func standInSource(t *testing.T, s *standIn) *OnePassword {
+func standInSource(t *testing.T, s *standIn) *Client {
 	t.Helper()
 	o := newTestOnePassword(t, "ops_standin", 5*time.Second)
 	o.newClient = func(context.Context, string, string) (*onepassword.Client, error) {
@@ -241,7 +242,7 @@ func mustParse(t *testing.T, refs ...string) []Ref {
 	t.Helper()
 	var out []Ref
 	for _, s := range refs {
-		r, err := ParseRef(s)
+		r, err := source.ParseRef(s)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -274,7 +275,7 @@ func TestOnePasswordFetchBatches(t *testing.T) {
 			}
 			continue
 		}
-		if ClassOf(res[i].Err) != want || res[i].Value != nil {
+		if source.ClassOf(res[i].Err) != want || res[i].Value != nil {
 			t.Errorf("result %d: %v (value %q), want class %s", i, res[i].Err, res[i].Value, want)
 		}
 	}
@@ -314,13 +315,13 @@ func TestOnePasswordFetchFilesAndDocuments(t *testing.T) {
 	if string(res[2].Value) != "Host *\n  ForwardAgent no\n" || res[2].Err != nil {
 		t.Errorf("document: %q, %v", res[2].Value, res[2].Err)
 	}
-	if ClassOf(res[3].Err) != ClassNotFound || !strings.Contains(res[3].Err.Error(), "not a Document") {
+	if source.ClassOf(res[3].Err) != ClassNotFound || !strings.Contains(res[3].Err.Error(), "not a Document") {
 		t.Errorf("non-document item: %v", res[3].Err)
 	}
 	if string(res[4].Value) != "hunter2-canary" {
 		t.Errorf("field next to files: %q, %v", res[4].Value, res[4].Err)
 	}
-	if ClassOf(res[5].Err) != ClassNotFound || !strings.Contains(res[5].Err.Error(), `no vault named "nowhere"`) {
+	if source.ClassOf(res[5].Err) != ClassNotFound || !strings.Contains(res[5].Err.Error(), `no vault named "nowhere"`) {
 		t.Errorf("missing vault: %v", res[5].Err)
 	}
 	// One ResolveAll, one vault list, one item list and one batched item
@@ -350,7 +351,7 @@ func TestOnePasswordFetchStopsOnBatchFailure(t *testing.T) {
 		o := standInSource(t, s)
 		res := o.Fetch(context.Background(), []Ref{mustParse(t, "op://egoengine/Login/password")[0], {Vault: "egoengine", Item: "home/.ssh/config"}})
 		for i, r := range res {
-			if ClassOf(r.Err) != tc.want {
+			if source.ClassOf(r.Err) != tc.want {
 				t.Errorf("%v: result %d: %v, want class %s", tc.err, i, r.Err, tc.want)
 			}
 		}
@@ -366,7 +367,7 @@ func TestOnePasswordFetchStopsOnBatchFailure(t *testing.T) {
 	s.fail["ResolveAll"] = errors.New("a conflict occurred on the server. this usually happens due to a race condition in requests")
 	o := standInSource(t, s)
 	res := o.Fetch(context.Background(), []Ref{mustParse(t, "op://egoengine/Login/password")[0], {Vault: "egoengine", Item: "home/.ssh/config"}})
-	if ClassOf(res[0].Err) != ClassOther || res[1].Err != nil || len(res[1].Value) == 0 {
+	if source.ClassOf(res[0].Err) != ClassOther || res[1].Err != nil || len(res[1].Value) == 0 {
 		t.Errorf("other failure: %v / %v %q", res[0].Err, res[1].Err, res[1].Value)
 	}
 }
@@ -376,7 +377,7 @@ func TestOnePasswordSignInRetried(t *testing.T) {
 	s.fail["SignIn"] = errors.New(`Post "https://x.1password.com/api/v3/auth/start?": EOF (recovered by wazero)`)
 	o := standInSource(t, s)
 	refs := mustParse(t, "op://egoengine/Login/password")
-	if r := o.Fetch(context.Background(), refs); ClassOf(r[0].Err) != ClassUnreachable {
+	if r := o.Fetch(context.Background(), refs); source.ClassOf(r[0].Err) != ClassUnreachable {
 		t.Fatalf("first pass: %v", r[0].Err)
 	}
 	delete(s.fail, "SignIn")
@@ -407,7 +408,7 @@ func TestOnePasswordDocuments(t *testing.T) {
 	var got []string
 	for _, d := range docs {
 		if d.Err != nil {
-			got = append(got, d.Title+" ERR "+string(ClassOf(d.Err)))
+			got = append(got, d.Title+" ERR "+string(source.ClassOf(d.Err)))
 		} else {
 			got = append(got, d.Title+"="+string(d.Content))
 		}
@@ -436,7 +437,7 @@ func TestOnePasswordDocuments(t *testing.T) {
 	}
 
 	// A missing vault is an error of the listing itself.
-	if _, err := o2.Documents(context.Background(), "nowhere", "home/"); ClassOf(err) != ClassNotFound || !strings.HasPrefix(err.Error(), "op://nowhere: ") {
+	if _, err := o2.Documents(context.Background(), "nowhere", "home/"); source.ClassOf(err) != ClassNotFound || !strings.HasPrefix(err.Error(), "op://nowhere: ") {
 		t.Errorf("missing vault: %v", err)
 	}
 }
@@ -453,7 +454,7 @@ func TestOnePasswordDocumentsStopAfterRateLimit(t *testing.T) {
 		if d.Title == "home/.dup" {
 			continue
 		}
-		if ClassOf(d.Err) != ClassRateLimited || d.Content != nil {
+		if source.ClassOf(d.Err) != ClassRateLimited || d.Content != nil {
 			t.Errorf("%s: %v, want rate-limited", d.Title, d.Err)
 		}
 	}

@@ -1,4 +1,4 @@
-package source
+package onepassword
 
 import (
 	"context"
@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/veraticus/egoengine/internal/source"
 	"io"
 	"log"
 	"net"
@@ -250,7 +251,7 @@ var testRefs = []Ref{
 
 // fetchAll runs Fetch and Documents and checks that every error has class
 // want and mentions no canary. It returns one message for the test log.
-func fetchAll(t *testing.T, o *OnePassword, want Class, canaries []string) string {
+func fetchAll(t *testing.T, o *Client, want Class, canaries []string) string {
 	t.Helper()
 	ctx := context.Background()
 	res := o.Fetch(ctx, testRefs)
@@ -265,7 +266,7 @@ func fetchAll(t *testing.T, o *OnePassword, want Class, canaries []string) strin
 		if r.Err == nil || r.Value != nil {
 			t.Fatalf("result %d: value %q, err %v; want an error of class %s", i, r.Value, r.Err, want)
 		}
-		if got := ClassOf(r.Err); got != want {
+		if got := source.ClassOf(r.Err); got != want {
 			t.Errorf("result %d: class %s, want %s: %v", i, got, want, r.Err)
 		}
 		if !strings.HasPrefix(r.Err.Error(), testRefs[i].String()+": ") {
@@ -277,7 +278,7 @@ func fetchAll(t *testing.T, o *OnePassword, want Class, canaries []string) strin
 	if docs != nil || err == nil {
 		t.Fatalf("Documents = %v, %v; want an error", docs, err)
 	}
-	if got := ClassOf(err); got != want {
+	if got := source.ClassOf(err); got != want {
 		t.Errorf("Documents: class %s, want %s: %v", got, want, err)
 	}
 	msgs = append(msgs, errorTexts(err)...)
@@ -300,9 +301,9 @@ func errorTexts(err error) []string {
 	return out
 }
 
-func newTestOnePassword(t *testing.T, token string, timeout time.Duration) *OnePassword {
+func newTestOnePassword(t *testing.T, token string, timeout time.Duration) *Client {
 	t.Helper()
-	o, err := NewOnePassword(context.Background(), OnePasswordOptions{
+	o, err := New(context.Background(), Options{
 		Version: "test",
 		Getenv: func(k string) string {
 			if k == TokenEnv {
@@ -340,7 +341,7 @@ const childEnv = "EGOAGENT_TEST_1PASSWORD_CHILD"
 // TestOnePasswordRealSDKOffline drives the real SDK through every way the
 // sign-in can fail here. It runs in a child process: the SDK's core is one
 // per process and is worn down by each network failure inside a request
-// (see OnePassword.ready), so a run must start from a fresh core to be
+// (see Client.ready), so a run must start from a fresh core to be
 // repeatable (go test -count=N) and to end with the core broken on purpose.
 // The child pays for loading the core once (seconds).
 func TestOnePasswordRealSDKOffline(t *testing.T) {
@@ -591,7 +592,7 @@ func TestOnePasswordRealSDKOffline(t *testing.T) {
 			err = o.Fetch(context.Background(), ref)[0].Err
 		}
 		if !errors.Is(err, ErrSDKCoreBroken) {
-			t.Fatalf("60 network failures did not wear out the core (last: %v); has the SDK changed? Then revisit OnePassword.ready", err)
+			t.Fatalf("60 network failures did not wear out the core (last: %v); has the SDK changed? Then revisit Client.ready", err)
 		}
 		if !strings.Contains(err.Error(), "restart egoagent") {
 			t.Errorf("message does not say to restart: %v", err)

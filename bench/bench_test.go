@@ -1,0 +1,236 @@
+// Package bench holds egoagent's benchmarks. Each one measures a baseline in
+// the same run and reports its figure as a ratio to it, so that a loaded
+// machine skews both sides alike. scripts/bench.sh runs them and writes
+// docs/performance.md; `go test ./bench` alone runs nothing.
+package bench
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/veraticus/egoengine/internal/check"
+	"github.com/veraticus/egoengine/internal/config"
+	"github.com/veraticus/egoengine/internal/engine"
+	"github.com/veraticus/egoengine/internal/source"
+	"github.com/veraticus/egoengine/internal/status"
+)
+
+var (
+	buildOnce sync.Once
+	bins      map[string]string
+	buildErr  error
+)
+
+// binaries builds egoagent (unless EGOAGENT_BIN names one), hello and idle
+// with the flags of scripts/build.sh.
+func binaries(b *testing.B) map[string]string {
+	buildOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "egoagent-bench")
+		if err != nil {
+			buildErr = err
+			return
+		}
+		bins = map[string]string{}
+		for name, pkg := range map[string]string{
+			"egoagent": "github.com/veraticus/egoengine/cmd/egoagent",
+			"hello":    "github.com/veraticus/egoengine/bench/hello",
+			"idle":     "github.com/veraticus/egoengine/bench/idle",
+		} {
+			out := filepath.Join(dir, name)
+			if name == "egoagent" && os.Getenv("EGOAGENT_BIN") != "" {
+				bins[name] = os.Getenv("EGOAGENT_BIN")
+				continue
+			}
+			cmd := exec.Command("go", "build", "-tags", "urfave_cli_no_docs", "-trimpath", "-ldflags=-s -w", "-o", out, pkg)
+			cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+			if msg, err := cmd.CombinedOutput(); err != nil {
+				buildErr = fmt.Errorf("build %s: %v\n%s", pkg, err, msg)
+				return
+			}
+			bins[name] = out
+		}
+	})
+	if buildErr != nil {
+		b.Fatal(buildErr)
+	}
+	return bins
+}
+
+// home is a workspace home with n secrets in a directory source, synced once.
+func home(b *testing.B, n int) (dir, cfgPath string) {
+	dir = b.TempDir()
+	vault := filepath.Join(dir, "vault")
+	var cfg strings.Builder
+	fmt.Fprintf(&cfg, "[source]\nkind = \"dir\"\ndir = %q\n[schedule]\nrefresh = \"@every 6h\"\n", vault)
+	for i := 0; i < n; i++ {
+		p := filepath.Join(vault, "v", fmt.Sprintf("item%d", i), "field")
+		os.MkdirAll(filepath.Dir(p), 0o700)
+		os.WriteFile(p, []byte(strings.Repeat("s", 2048)), 0o600)
+		fmt.Fprintf(&cfg, "[[secret]]\nname = \"s%d\"\nref = \"op://v/item%d/field\"\npath = \"~/secrets/s%d\"\n", i, i, i)
+	}
+	cfgPath = filepath.Join(dir, "config.toml")
+	os.WriteFile(cfgPath, []byte(cfg.String()), 0o600)
+	return dir, cfgPath
+}
+
+func run(b *testing.B, env []string, bin string, args ...string) time.Duration {
+	cmd := exec.Command(bin, args...)
+	cmd.Env = append(os.Environ(), env...)
+	start := time.Now()
+	if out, err := cmd.CombinedOutput(); err != nil {
+		b.Fatalf("%s %v: %v\n%s", bin, args, err, out)
+	}
+	return time.Since(start)
+}
+
+func median(d []time.Duration) time.Duration {
+	s := slices.Clone(d)
+	slices.Sort(s)
+	return s[len(s)/2]
+}
+
+// BenchmarkMetadataStartup runs `egoagent metadata` and a hello-world Go
+// binary alternately, so both see the same machine, and reports the ratio
+// of their medians. Target: at most 2.
+func BenchmarkMetadataStartup(b *testing.B) {
+	bs := binaries(b)
+	dir, cfg := home(b, 3)
+	env := []string{"HOME=" + dir, "EGOAGENT_CONFIG=" + cfg}
+	run(b, env, bs["egoagent"], "sync")
+	var hello, meta []time.Duration
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		hello = append(hello, run(b, nil, bs["hello"]))
+		meta = append(meta, run(b, env, bs["egoagent"], "metadata"))
+	}
+	b.StopTimer()
+	b.ReportMetric(float64(median(meta).Microseconds()), "metadata-µs")
+	b.ReportMetric(float64(median(hello).Microseconds()), "hello-µs")
+	b.ReportMetric(float64(median(meta))/float64(median(hello)), "x-hello")
+}
+
+// BenchmarkPassUnchanged50 is one pass over 50 secrets that are already in
+// place, from the directory source: no writes. The baseline reads the same
+// 50 source files. Target: under 50 ms.
+func BenchmarkPassUnchanged50(b *testing.B) {
+	dir, cfgPath := home(b, 50)
+	cfg, err := config.Load(cfgPath, config.Env{Home: dir})
+	if err != nil {
+		b.Fatal(err)
+	}
+	src := source.NewDir(cfg.Source.Dir)
+	eng := &engine.Engine{Config: cfg, Source: src, Home: dir, StateDir: status.Dir(dir), Log: zap.NewNop(),
+		Checker: check.New(check.Options{StageDir: filepath.Join(status.Dir(dir), "stage")})}
+	if _, err := eng.Pass(context.Background(), engine.Options{}); err != nil {
+		b.Fatal(err)
+	}
+	before, _ := os.Stat(filepath.Join(dir, "secrets", "s0"))
+
+	var base, pass []time.Duration
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		t0 := time.Now()
+		for j := 0; j < 50; j++ {
+			os.ReadFile(filepath.Join(cfg.Source.Dir, "v", fmt.Sprintf("item%d", j), "field"))
+		}
+		base = append(base, time.Since(t0))
+		t0 = time.Now()
+		rep, err := eng.Pass(context.Background(), engine.Options{})
+		pass = append(pass, time.Since(t0))
+		if err != nil || !rep.OK() {
+			b.Fatal(err, rep)
+		}
+		for _, o := range rep.Outcomes {
+			if o.Written {
+				b.Fatalf("%s was written", o.Name)
+			}
+		}
+	}
+	b.StopTimer()
+	if after, _ := os.Stat(filepath.Join(dir, "secrets", "s0")); !after.ModTime().Equal(before.ModTime()) {
+		b.Fatal("an unchanged secret was rewritten")
+	}
+	b.ReportMetric(float64(median(pass).Microseconds())/1000, "pass-ms")
+	b.ReportMetric(float64(median(pass))/float64(median(base)), "x-read-files")
+}
+
+// BenchmarkDaemon starts the daemon with `egoagent start`, drives passes
+// through `egoagent refresh`, and reports its resident memory after 1 and
+// after 100 passes (target: 12 MB) against an idle Go program's, and the
+// latency of refresh through the socket against plain process start-up
+// (`egoagent metadata`).
+func BenchmarkDaemon(b *testing.B) {
+	bs := binaries(b)
+	dir, cfg := home(b, 3)
+	env := []string{"HOME=" + dir, "EGOAGENT_CONFIG=" + cfg}
+	run(b, env, bs["egoagent"], "start")
+	pid := daemonPID(b, dir)
+	defer syscall.Kill(pid, syscall.SIGTERM)
+
+	idle := exec.Command(bs["idle"])
+	out, _ := idle.StdoutPipe()
+	idle.Start()
+	bufio.NewReader(out).ReadString('\n')
+	idleRSS := rssKB(b, idle.Process.Pid)
+	idle.Process.Signal(syscall.SIGTERM)
+	idle.Wait()
+
+	time.Sleep(200 * time.Millisecond)
+	rss1 := rssKB(b, pid)
+	var refresh, meta []time.Duration
+	for i := 1; i < 100; i++ {
+		refresh = append(refresh, run(b, env, bs["egoagent"], "refresh"))
+		meta = append(meta, run(b, env, bs["egoagent"], "metadata"))
+	}
+	time.Sleep(200 * time.Millisecond)
+	rss100 := rssKB(b, pid)
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		refresh = append(refresh, run(b, env, bs["egoagent"], "refresh"))
+	}
+	b.StopTimer()
+	b.ReportMetric(float64(rss1)/1024, "rss-1-pass-MB")
+	b.ReportMetric(float64(rss100)/1024, "rss-100-passes-MB")
+	b.ReportMetric(float64(idleRSS)/1024, "idle-go-MB")
+	b.ReportMetric(float64(rss100)/float64(idleRSS), "x-idle")
+	b.ReportMetric(float64(median(refresh).Microseconds())/1000, "refresh-ms")
+	b.ReportMetric(float64(median(refresh))/float64(median(meta)), "x-metadata")
+}
+
+func daemonPID(b *testing.B, home string) int {
+	var d status.Daemon
+	data, err := os.ReadFile(filepath.Join(status.Dir(home), status.DaemonFile))
+	if err != nil || json.Unmarshal(data, &d) != nil || d.PID == 0 {
+		b.Fatalf("no daemon: %v", err)
+	}
+	return d.PID
+}
+
+func rssKB(b *testing.B, pid int) int {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			n, _ := strconv.Atoi(strings.Fields(v)[0])
+			return n
+		}
+	}
+	b.Fatal("no VmRSS")
+	return 0
+}

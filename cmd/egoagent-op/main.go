@@ -1,0 +1,42 @@
+// Command egoagent-op is egoagent's 1Password helper. egoagent starts it for
+// the length of a pass and speaks to it over stdin and stdout (see
+// source.Process); it is the only program here that links the 1Password
+// SDK. It reads the service-account token from OP_SERVICE_ACCOUNT_TOKEN and
+// takes no arguments, so that nothing secret is ever on a command line.
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/veraticus/egoengine/internal/source"
+	"github.com/veraticus/egoengine/internal/source/onepassword"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+func main() {
+	if len(os.Args) > 1 {
+		if os.Args[1] == "version" {
+			fmt.Println("egoagent-op", version)
+			return
+		}
+		fmt.Fprintln(os.Stderr, "egoagent-op: egoagent's 1Password helper takes no arguments; egoagent runs it")
+		os.Exit(2)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	src, err := onepassword.New(ctx, onepassword.Options{Version: version})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "egoagent-op:", err)
+		os.Exit(1)
+	}
+	if err := source.Serve(ctx, os.Stdin, os.Stdout, src); err != nil {
+		fmt.Fprintln(os.Stderr, "egoagent-op:", err)
+		os.Exit(1)
+	}
+}

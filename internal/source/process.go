@@ -1,0 +1,246 @@
+package source
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"sync"
+)
+
+// Process is a Source served by a helper process: egoagent-op, which links
+// the 1Password SDK so that egoagent does not have to (see package
+// onepassword for why). The helper is started on first use, lives for the
+// pass, and exits when Close closes its stdin. It inherits the environment,
+// which is how it gets OP_SERVICE_ACCOUNT_TOKEN: the token never appears in
+// its arguments. Values travel over the pipe, never through a file.
+type Process struct {
+	Path string   // the helper executable
+	Args []string // its arguments
+
+	mu    sync.Mutex
+	cmd   *exec.Cmd
+	in    io.WriteCloser
+	out   *json.Decoder
+	dead  error
+	calls int
+}
+
+// NewProcess returns a Source served by the helper at path.
+func NewProcess(path string, args ...string) *Process { return &Process{Path: path, Args: args} }
+
+// The helper protocol: one JSON request per line on the helper's stdin, one
+// JSON response per line on its stdout.
+type wireRequest struct {
+	Op     string `json:"op"` // "fetch" or "documents"
+	Refs   []Ref  `json:"refs,omitempty"`
+	Vault  string `json:"vault,omitempty"`
+	Prefix string `json:"prefix,omitempty"`
+}
+
+type wireError struct {
+	Class Class  `json:"class"`
+	Ref   string `json:"ref,omitempty"`
+	Msg   string `json:"msg"`
+}
+
+type wireResult struct {
+	Value []byte     `json:"value,omitempty"`
+	Err   *wireError `json:"err,omitempty"`
+}
+
+type wireDocument struct {
+	Title   string     `json:"title"`
+	Content []byte     `json:"content,omitempty"`
+	Err     *wireError `json:"err,omitempty"`
+}
+
+type wireResponse struct {
+	Results   []wireResult   `json:"results,omitempty"`
+	Documents []wireDocument `json:"documents,omitempty"`
+	Err       *wireError     `json:"err,omitempty"`
+	Calls     int            `json:"calls"` // the helper's running total
+}
+
+func toWire(err error) *wireError {
+	if err == nil {
+		return nil
+	}
+	var e *Error
+	if errors.As(err, &e) {
+		return &wireError{Class: e.Class, Ref: e.Ref, Msg: e.Msg}
+	}
+	return &wireError{Class: ClassOther, Msg: err.Error()}
+}
+
+func fromWire(w *wireError) error {
+	if w == nil {
+		return nil
+	}
+	return &Error{Class: w.Class, Ref: w.Ref, Msg: w.Msg}
+}
+
+// Serve answers helper requests from r on w with src until r ends. It is
+// the helper's side of Process.
+func Serve(ctx context.Context, r io.Reader, w io.Writer, src Source) error {
+	dec := json.NewDecoder(bufio.NewReader(r))
+	enc := json.NewEncoder(w)
+	for {
+		var req wireRequest
+		if err := dec.Decode(&req); err != nil {
+			if errors.Is(err, io.EOF) {
+				return nil
+			}
+			return fmt.Errorf("bad request: %w", err)
+		}
+		var resp wireResponse
+		switch req.Op {
+		case "fetch":
+			for _, res := range src.Fetch(ctx, req.Refs) {
+				resp.Results = append(resp.Results, wireResult{Value: res.Value, Err: toWire(res.Err)})
+			}
+		case "documents":
+			docs, err := src.Documents(ctx, req.Vault, req.Prefix)
+			resp.Err = toWire(err)
+			for _, d := range docs {
+				resp.Documents = append(resp.Documents, wireDocument{Title: d.Title, Content: d.Content, Err: toWire(d.Err)})
+			}
+		default:
+			resp.Err = &wireError{Class: ClassOther, Msg: fmt.Sprintf("unknown request %q", req.Op)}
+		}
+		resp.Calls = src.Calls()
+		if err := enc.Encode(&resp); err != nil {
+			return err
+		}
+	}
+}
+
+func (p *Process) Calls() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.calls
+}
+
+func (p *Process) Fetch(ctx context.Context, refs []Ref) []Result {
+	out := make([]Result, len(refs))
+	for i, r := range refs {
+		out[i].Ref = r
+	}
+	resp, err := p.roundTrip(ctx, wireRequest{Op: "fetch", Refs: refs})
+	if err == nil && len(resp.Results) != len(refs) {
+		err = &Error{Class: ClassOther, Msg: fmt.Sprintf("the 1Password helper answered %d results for %d references", len(resp.Results), len(refs))}
+	}
+	for i := range out {
+		if err != nil {
+			out[i].Err = err
+			continue
+		}
+		out[i].Value, out[i].Err = resp.Results[i].Value, fromWire(resp.Results[i].Err)
+	}
+	return out
+}
+
+func (p *Process) Documents(ctx context.Context, vault, prefix string) ([]Document, error) {
+	resp, err := p.roundTrip(ctx, wireRequest{Op: "documents", Vault: vault, Prefix: prefix})
+	if err != nil {
+		return nil, err
+	}
+	if resp.Err != nil {
+		return nil, fromWire(resp.Err)
+	}
+	docs := make([]Document, len(resp.Documents))
+	for i, d := range resp.Documents {
+		docs[i] = Document{Title: d.Title, Content: d.Content, Err: fromWire(d.Err)}
+	}
+	return docs, nil
+}
+
+// roundTrip sends one request and waits for its answer, or for ctx: then
+// the helper is killed, since it cannot be interrupted mid-request.
+func (p *Process) roundTrip(ctx context.Context, req wireRequest) (wireResponse, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if err := p.start(); err != nil {
+		return wireResponse{}, err
+	}
+	type answer struct {
+		resp wireResponse
+		err  error
+	}
+	done := make(chan answer, 1)
+	go func() {
+		var a answer
+		if a.err = json.NewEncoder(p.in).Encode(req); a.err == nil {
+			a.err = p.out.Decode(&a.resp)
+		}
+		done <- a
+	}()
+	select {
+	case a := <-done:
+		if a.err != nil {
+			p.stop(fmt.Errorf("the 1Password helper %s stopped answering: %v", p.Path, a.err))
+			return wireResponse{}, p.dead
+		}
+		p.calls = a.resp.Calls
+		return a.resp, nil
+	case <-ctx.Done():
+		p.stop(&Error{Class: ClassUnreachable, Msg: "gave up waiting for 1Password: " + ctx.Err().Error(), Err: ctx.Err()})
+		<-done
+		return wireResponse{}, p.dead
+	}
+}
+
+func (p *Process) start() error {
+	if p.dead != nil {
+		return p.dead
+	}
+	if p.cmd != nil {
+		return nil
+	}
+	cmd := exec.Command(p.Path, p.Args...)
+	cmd.Stderr = os.Stderr // its log joins ours; it never logs values
+	in, err := cmd.StdinPipe()
+	if err != nil {
+		return err
+	}
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		return err
+	}
+	if err := cmd.Start(); err != nil {
+		p.dead = &Error{Class: ClassOther, Msg: fmt.Sprintf("cannot start the 1Password helper %s: %v; it ships beside egoagent (make build, or the image)", p.Path, err), Err: err}
+		return p.dead
+	}
+	p.cmd, p.in, p.out = cmd, in, json.NewDecoder(bufio.NewReader(out))
+	return nil
+}
+
+func (p *Process) stop(why error) {
+	var e *Error
+	if !errors.As(why, &e) {
+		why = &Error{Class: ClassOther, Msg: why.Error()}
+	}
+	p.dead = why
+	if p.cmd != nil {
+		p.cmd.Process.Kill()
+		p.in.Close()
+		p.cmd.Wait()
+	}
+}
+
+// Close ends the helper: it exits when its stdin closes.
+func (p *Process) Close() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.cmd == nil || p.dead != nil {
+		return nil
+	}
+	p.in.Close()
+	err := p.cmd.Wait()
+	p.dead = errors.New("closed")
+	return err
+}
