@@ -23,12 +23,13 @@ set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 templates_dir=$root/coder-templates
 all_templates=(egoengine-shell egoengine-envbuilder)
+push_tmp=""
 
 die() { printf 'push-templates: error: %s\n' "$*" >&2; exit 1; }
 log() { printf 'push-templates: %s\n' "$*" >&2; }
 
 usage() {
-	sed -n '2,11p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+	sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d' | sed 's/^# \{0,1\}//'
 }
 
 # stage_template NAME DEST: writes the upload folder of one template to DEST.
@@ -53,7 +54,7 @@ stage_template() {
 }
 
 main() {
-	local stage_dir="" image_tag=${EGOENGINE_IMAGE_TAG:-} message="" names=() tmp name
+	local stage_dir="" image_tag=${EGOENGINE_IMAGE_TAG:-} message="" names=() name
 	while (($#)); do
 		case $1 in
 		--stage) stage_dir=${2:?--stage needs a folder}; shift 2 ;;
@@ -82,13 +83,13 @@ main() {
 		message="egoengine $(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo unknown), image $image_tag"
 	fi
 
-	tmp=$(mktemp -d "${TMPDIR:-/tmp}/egoengine-push.XXXXXX")
-	trap 'rm -rf "$tmp"' EXIT
+	push_tmp=$(mktemp -d "${TMPDIR:-/tmp}/egoengine-push.XXXXXX")
+	trap 'rm -rf "$push_tmp"' EXIT
 	for name in "${names[@]}"; do
-		stage_template "$name" "$tmp/$name"
+		stage_template "$name" "$push_tmp/$name"
 		log "pushing $name (image tag $image_tag)"
 		coder templates push "$name" \
-			--directory "$tmp/$name" \
+			--directory "$push_tmp/$name" \
 			--variable "image_tag=$image_tag" \
 			--message "$message" \
 			--ignore-lockfile \

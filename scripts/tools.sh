@@ -43,7 +43,11 @@ check_go() {
 	v=$(go env GOVERSION)
 	minor=$(sed -E 's/^go1\.([0-9]+).*/\1/' <<<"$v")
 	if ! [[ $minor =~ ^[0-9]+$ ]] || ((minor < GO_MIN_MINOR)); then
-		die "$v is too old: the coder provider v$CODER_PROVIDER_VERSION needs Go 1.$GO_MIN_MINOR or later"
+		# With GOTOOLCHAIN=auto (Go's default) go fetches the newer toolchain
+		# from the module proxy by itself; with local it cannot.
+		[[ $(go env GOTOOLCHAIN) != local ]] ||
+			die "$v is too old and GOTOOLCHAIN=local: the coder provider v$CODER_PROVIDER_VERSION needs Go 1.$GO_MIN_MINOR or later (install it, or set GOTOOLCHAIN=auto)"
+		log "$v is older than 1.$GO_MIN_MINOR: go will fetch a newer toolchain for the provider builds"
 	fi
 }
 
