@@ -7,18 +7,18 @@ SHELL := /bin/bash
 .PHONY: help deps build run test test-go test-templates test-nix test-compose e2e bench tools vendor-hash compose-up compose-down push-templates clean
 
 help: ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
 
 deps: ## install the system packages the tests need (Debian, as root)
 	scripts/deps.sh
 
-build: ## build bin/egoagent (static, stripped)
+build: ## build bin/egoagent and its 1Password helper bin/egoagent-op (static, stripped)
 	scripts/build.sh
 
 run: build ## the built-in demo: egoagent sync into ./demo-home, then status and metadata (no 1Password account)
 	scripts/demo.sh
 
-test: test-go test-templates test-nix test-compose ## every test
+test: deps test-go test-templates test-nix test-compose ## every test (installs missing Debian packages first)
 	@echo "make test: all suites passed"
 
 test-go: ## Go tests, with the real Codex CLI from npm
@@ -32,6 +32,9 @@ test-nix: ## parse every .nix file, vendorHash, go line, workflow lint, shellche
 
 test-compose: ## load compose/compose.yaml with compose-go and check it
 	scripts/test-compose.sh
+
+e2e: ## end to end on a real Coder (built once into ~/.cache/egoengine), PostgreSQL and OpenTofu, all on loopback
+	scripts/e2e.sh
 
 bench: build ## benchmarks; results go to docs/performance.md
 	scripts/bench.sh

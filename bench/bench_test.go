@@ -179,7 +179,13 @@ func BenchmarkDaemon(b *testing.B) {
 	env := []string{"HOME=" + dir, "EGOAGENT_CONFIG=" + cfg}
 	run(b, env, bs["egoagent"], "start")
 	pid := daemonPID(b, dir)
-	defer syscall.Kill(pid, syscall.SIGTERM)
+	// Runs before the temporary home is removed (cleanups run last first).
+	b.Cleanup(func() {
+		syscall.Kill(pid, syscall.SIGTERM)
+		for i := 0; i < 100 && syscall.Kill(pid, 0) == nil; i++ {
+			time.Sleep(50 * time.Millisecond)
+		}
+	})
 
 	idle := exec.Command(bs["idle"])
 	out, _ := idle.StdoutPipe()
