@@ -142,12 +142,16 @@ func spawnDaemon(configPath, logPath string) error {
 }
 
 // callWhenUp calls the daemon, waiting for a freshly spawned one to open
-// its socket.
+// its socket, and giving up early if it died instead.
 func callWhenUp(ctx context.Context, stateDir string, req daemon.Request) (*daemon.Response, error) {
+	begin := time.Now()
 	for {
 		resp, err := daemon.Call(ctx, stateDir, req)
 		if !errors.Is(err, daemon.ErrNoDaemon) {
 			return resp, err
+		}
+		if time.Since(begin) > 3*time.Second && !status.DaemonAlive(stateDir) {
+			return nil, errors.New("the daemon did not start")
 		}
 		select {
 		case <-ctx.Done():

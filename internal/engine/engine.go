@@ -16,7 +16,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"time"
@@ -226,7 +225,7 @@ func (e *Engine) targets(ctx context.Context, names, exclude []string, st *statu
 				}
 			}
 			if n == 0 {
-				ts = append(ts, &target{name: m.Prefix + "*", ref: source.Ref{Vault: m.Vault, Item: m.Prefix + "*"}, path: filepath.Join(e.Home, "<mirror>"), err: err, mirror: true})
+				ts = append(ts, &target{name: m.Prefix + "*", ref: source.Ref{Vault: m.Vault, Item: m.Prefix + "*"}, err: err, mirror: true})
 			}
 			continue
 		}
