@@ -2,7 +2,9 @@ package e2e
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -40,13 +42,13 @@ func TestEndToEnd(t *testing.T) {
 	h.startPostgres()
 	h.startCoder()
 	h.login()
-	h.pushTemplate()
+	stage := h.pushTemplate(templateName, nil)
 
 	start := time.Now()
 	if _, err := h.coder(5*time.Minute, "create", wsName, "--template", templateName, "--yes"); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(h.deleteWorkspace)
+	t.Cleanup(h.deleteWorkspace(wsName))
 	ws, ag := h.waitReady(wsName, 3*time.Minute)
 	t.Logf("workspace %s ready in %s (agent %s)", ws.ID, time.Since(start).Round(time.Millisecond), ag.ID)
 
@@ -94,6 +96,19 @@ func TestEndToEnd(t *testing.T) {
 
 		checkSecretFile(t, secretFile, secretV1)
 		h.checkOneDaemon(t, wsDir, home)
+
+		// What the build log says of the local-exec that was given the token.
+		if b, err := h.api("/api/v2/workspacebuilds/" + ws.LatestBuild.ID + "/logs"); err == nil {
+			var logs []struct {
+				Output string `json:"output"`
+			}
+			_ = json.Unmarshal(b, &logs)
+			for _, l := range logs {
+				if strings.Contains(l.Output, "local-exec") || strings.Contains(l.Output, "workspace.sh") {
+					t.Logf("build log: %s", l.Output)
+				}
+			}
+		}
 	})
 
 	step(t, "egoagent metadata appears through Coder's API and turns stale when the source fails", func(t *testing.T) {
@@ -169,7 +184,7 @@ func TestEndToEnd(t *testing.T) {
 	})
 
 	step(t, "the token appears in none of Coder's API answers, script text or logs", func(t *testing.T) {
-		h.checkTokenNowhere(t, wsName, wsDir, home)
+		h.checkTokenNowhere(t, wsName, stage)
 	})
 
 	step(t, "coder stop then coder start: egoagent back, one daemon, secret in place", func(t *testing.T) {
@@ -223,8 +238,37 @@ func TestEndToEnd(t *testing.T) {
 		if got := envOf(t, daemonPID(t, home), "OP_SERVICE_ACCOUNT_TOKEN"); got != h.token {
 			t.Errorf("after restart the daemon's OP_SERVICE_ACCOUNT_TOKEN is not the server's token (%d characters)", len(got))
 		}
-		h.checkTokenNowhere(t, wsName, wsDir, home)
+		h.checkTokenNowhere(t, wsName, stage)
 	})
+
+	step(t, "the leak search finds the token when a template puts it in coder_env", func(t *testing.T) {
+		const name = "leaky"
+		stage := h.pushTemplate(templateName+"-leaky", map[string]string{"leak.tf": leakyTemplate})
+		if _, err := h.coder(5*time.Minute, "create", name, "--template", templateName+"-leaky", "--yes"); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(h.deleteWorkspace(name))
+		h.waitReady(name, 3*time.Minute)
+		leaks := h.tokenLeaks(t, name, stage)
+		for _, want := range []string{"GET /api/v2/workspaceagents/", "GET /api/v2/workspacebuilds/"} {
+			if !anyHasPrefix(leaks, want) {
+				t.Errorf("the token in coder_env was not found in %s...; found in: %q", want, leaks)
+			}
+		}
+		if len(leaks) > 0 {
+			t.Logf("with the token in coder_env, it shows in %d places, the first: %s", len(leaks), leaks[0])
+		}
+		h.deleteNow(name)
+	})
+}
+
+func anyHasPrefix(list []string, prefix string) bool {
+	for _, s := range list {
+		if strings.HasPrefix(s, prefix) {
+			return true
+		}
+	}
+	return false
 }
 
 // step runs one part of the story; a failed part ends the test, since the
@@ -340,9 +384,12 @@ func (h *harness) scriptTiming(buildID, name string) scriptTiming {
 	}
 }
 
-func (h *harness) pushTemplate() {
+// pushTemplate uploads the test template, with the shared agent module
+// copied in unchanged, plus extra files (name: content); it returns the
+// folder it uploaded.
+func (h *harness) pushTemplate(name string, extra map[string]string) string {
 	t := h.t
-	stage := filepath.Join(h.runDir, "template")
+	stage := filepath.Join(h.runDir, "template-"+name)
 	if err := copyTree(filepath.Join(h.repo, "e2e", "template"), stage); err != nil {
 		t.Fatal(err)
 	}
@@ -350,8 +397,11 @@ func (h *harness) pushTemplate() {
 	if err := copyTree(filepath.Join(h.repo, "coder-templates", "modules", "egoengine-agent"), filepath.Join(stage, "modules", "egoengine-agent")); err != nil {
 		t.Fatal(err)
 	}
+	for f, content := range extra {
+		writeFile(t, filepath.Join(stage, f), content)
+	}
 	start := time.Now()
-	if _, err := h.coder(5*time.Minute, "templates", "push", templateName,
+	if _, err := h.coder(5*time.Minute, "templates", "push", name,
 		"--directory", stage, "--yes", "--message", "e2e run "+h.runID,
 		"--variable", "workspaces_dir="+filepath.Join(h.runDir, "w"),
 		"--variable", "coder_binary="+h.coderBin,
@@ -360,14 +410,37 @@ func (h *harness) pushTemplate() {
 	); err != nil {
 		t.Fatalf("%v\nserver log:\n%s", err, readTail(h.serverLog))
 	}
-	t.Logf("template %s pushed in %s", templateName, time.Since(start).Round(time.Millisecond))
+	t.Logf("template %s pushed in %s", name, time.Since(start).Round(time.Millisecond))
+	return stage
 }
 
-// checkTokenNowhere searches everything Coder shows about the workspace,
-// and the files its agent and egoagent write, for the token.
-func (h *harness) checkTokenNowhere(t *testing.T, name, wsDir, home string) {
+// leakyTemplate is the test template plus the mistake the templates must
+// never make: the token in a coder_env, which Coder shows to every viewer.
+// The leak scan must catch it, or it proves nothing.
+const leakyTemplate = `resource "coder_env" "token" {
+  agent_id = module.agent.agent_id
+  name     = "OP_SERVICE_ACCOUNT_TOKEN"
+  value    = var.op_service_account_token
+}
+`
+
+// checkTokenNowhere fails the test for each place tokenLeaks finds.
+func (h *harness) checkTokenNowhere(t *testing.T, name, stage string) {
 	t.Helper()
+	for _, l := range h.tokenLeaks(t, name, stage) {
+		t.Errorf("token leaked: %s", l)
+	}
+}
+
+// tokenLeaks searches everything Coder shows about the workspace, the
+// uploaded template (script text) and the files its agent and egoagent
+// write, for the token, and says where it is.
+func (h *harness) tokenLeaks(t *testing.T, name, stage string) []string {
+	t.Helper()
+	var leaks []string
 	ws := h.workspace(name)
+	wsDir := workspaceDir(h.runDir, ws.ID)
+	home := filepath.Join(wsDir, "root", "home", "joshsymonds")
 	ag, _ := ws.agent()
 	var raw struct {
 		TemplateID string `json:"template_id"`
@@ -403,7 +476,7 @@ func (h *harness) checkTokenNowhere(t *testing.T, name, wsDir, home string) {
 			continue
 		}
 		if where, found := leakIn("GET "+p, body, h.token); found {
-			t.Errorf("token leaked: %s", where)
+			leaks = append(leaks, where)
 		}
 	}
 
@@ -431,12 +504,12 @@ func (h *harness) checkTokenNowhere(t *testing.T, name, wsDir, home string) {
 	// What the metadata stream carries.
 	_, _, seen, _ := h.watchMetadata(ag.ID, "3_egoagent", 2*time.Second, func(string) bool { return false })
 	if where, leaked := leakIn("watch-metadata", []byte(strings.Join(seen, "\n")), h.token); leaked {
-		t.Errorf("token leaked: %s", where)
+		leaks = append(leaks, where)
 	}
 
 	// Script text as uploaded, agent logs and script logs, egoagent's state
 	// and log, the start script's log, and Coder's own log.
-	files := []string{filepath.Join(h.runDir, "template")}
+	files := []string{stage}
 	files = append(files, filepath.Join(wsDir, "logs"), filepath.Join(wsDir, "script-data"),
 		filepath.Join(home, ".local", "state"), h.serverLog)
 	n := 0
@@ -452,7 +525,7 @@ func (h *harness) checkTokenNowhere(t *testing.T, name, wsDir, home string) {
 				return nil
 			}
 			if where, found := leakIn(p, body, h.token); found {
-				t.Errorf("token leaked: %s", where)
+				leaks = append(leaks, where)
 			}
 			return nil
 		})
@@ -461,15 +534,25 @@ func (h *harness) checkTokenNowhere(t *testing.T, name, wsDir, home string) {
 		t.Errorf("only %d files searched under %v: the logs are not where this test looks", n, files)
 	}
 	t.Logf("searched %d API answers, the metadata stream and %d files", len(paths)+1, n)
+	return leaks
 }
 
-// deleteWorkspace is the workspace's end: Coder runs the template's destroy
-// steps, which stop its processes and remove its folder.
-func (h *harness) deleteWorkspace() {
+// deleteWorkspace returns the workspace's end, for t.Cleanup: Coder runs
+// the template's destroy steps, which stop its processes and remove its
+// folder.
+func (h *harness) deleteWorkspace(name string) func() {
+	return func() { h.deleteNow(name) }
+}
+
+func (h *harness) deleteNow(wsName string) {
 	t := h.t
 	// No Fatal here: the cleanups after this one must still run.
 	var ws workspace
 	b, err := h.api("/api/v2/users/" + adminUser + "/workspace/" + wsName)
+	var se *statusError
+	if errors.As(err, &se) && se.code == http.StatusNotFound {
+		return // already gone
+	}
 	if err == nil {
 		err = json.Unmarshal(b, &ws)
 	}

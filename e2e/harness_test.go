@@ -380,10 +380,18 @@ func (h *harness) api(path string) ([]byte, error) {
 		return nil, err
 	}
 	if resp.StatusCode/100 != 2 {
-		return b, fmt.Errorf("GET %s: %s: %s", path, resp.Status, tail(string(b), 500))
+		return b, &statusError{code: resp.StatusCode, msg: fmt.Sprintf("GET %s: %s: %s", path, resp.Status, tail(string(b), 500))}
 	}
 	return b, nil
 }
+
+// statusError is a non-2xx answer of the API.
+type statusError struct {
+	code int
+	msg  string
+}
+
+func (e *statusError) Error() string { return e.msg }
 
 func (h *harness) apiJSON(path string, v any) {
 	h.t.Helper()
