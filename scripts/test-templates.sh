@@ -8,7 +8,10 @@
 #      script, into a parameter; the variable no longer sensitive; the image
 #      unpinned; ENVBUILDER_WORKDIR for ENVBUILDER_WORKSPACE_FOLDER) must each
 #      make `tofu test` fail, with the message of the check that catches it;
-#   4. the shell scripts the templates run: shellcheck, and the egoagent start
+#   4. the home volume survives a template update: a plan against a state
+#      holding it at its address before the shared module moves it and
+#      destroys nothing (and a copy without the `moved` block is caught);
+#   5. the shell scripts the templates run: shellcheck, and the egoagent start
 #      script and envbuilder init wrapper run against stand-in commands.
 # OpenTofu and the providers come from scripts/tools.sh (built once, cached).
 set -euo pipefail
@@ -83,7 +86,7 @@ step_upload_contents() {
 	"$root/scripts/push-templates.sh" --stage "$work/upload" 2>/dev/null
 	for name in "${templates[@]}"; do
 		dir=$work/upload/$name
-		[[ -f $dir/main.tf && -f $dir/README.md && -f $dir/modules/egoengine-agent/main.tf && -f $dir/modules/egoengine-agent/egoagent-start.sh ]] ||
+		[[ -f $dir/main.tf && -f $dir/README.md && -f $dir/modules/egoengine-agent/main.tf && -f $dir/modules/egoengine-agent/egoagent-start.sh && -f $dir/modules/egoengine-home/main.tf ]] ||
 			die "$name: the upload folder lacks main.tf, README.md or the shared modules"
 		[[ -z $(find "$dir" -name '.terraform*' -o -name tests -o -name 'standin-*' -o -type l) ]] ||
 			die "$name: the upload folder holds a lock file, tests, stand-ins or symlinks: $(find "$dir" -name '.terraform*' -o -name tests -o -name 'standin-*' -o -type l)"
@@ -183,6 +186,112 @@ step_regressions() {
 	broken parameter egoengine-envbuilder "The token must not appear in any coder_parameter."
 	broken unpinned egoengine-envbuilder "fallback_image must default to the egoengine image at image_tag."
 	broken workdir egoengine-envbuilder "lacks part of its configuration"
+}
+
+# The home volume must survive a template update. Before the shared
+# egoengine-home module, both templates declared it at the root as
+# docker_volume.home; a `moved` block carries it to module.home. A real
+# OpenTofu plan against a state holding the volume at its old address (and
+# the real providers) must move it and change nothing. The state is written
+# here by hand, as a build of the previous layout left it: with no Docker
+# engine here no build can make one, and -refresh=false keeps the provider
+# from asking Docker about the volume.
+ws_id=6f1c2b9e-0000-4000-8000-0000000000a1
+owner_id=6f1c2b9e-0000-4000-8000-0000000000a2
+
+old_home_state() {
+	cat <<EOF
+{
+  "version": 4,
+  "terraform_version": "1.10.6",
+  "serial": 7,
+  "lineage": "6f1c2b9e-0000-4000-8000-0000000000a3",
+  "outputs": {},
+  "resources": [
+    {
+      "mode": "managed",
+      "type": "docker_volume",
+      "name": "home",
+      "provider": "provider[\"registry.opentofu.org/kreuzwerker/docker\"]",
+      "instances": [
+        {
+          "schema_version": 1,
+          "attributes": {
+            "id": "coder-$ws_id-home",
+            "name": "coder-$ws_id-home",
+            "driver": "local",
+            "driver_opts": {},
+            "mountpoint": "/var/lib/docker/volumes/coder-$ws_id-home/_data",
+            "cluster": [],
+            "labels": [
+              { "label": "coder.owner", "value": "joshsymonds" },
+              { "label": "coder.owner_id", "value": "$owner_id" },
+              { "label": "coder.workspace_id", "value": "$ws_id" },
+              { "label": "coder.workspace_name_at_creation", "value": "Home" }
+            ]
+          }
+        }
+      ]
+    }
+  ]
+}
+EOF
+}
+
+# home_plan_problem DIR TRANSITION: plans the template copy in DIR (its state
+# holding the old home) for a build with that transition, as Coder's
+# provisioner would (workspace details in CODER_* variables); prints what is
+# wrong with the plan for the home volume, nothing when it only moves.
+home_plan_problem() {
+	local dir=$1 transition=$2 out=$1/plan-$2.log
+	if ! (
+		cd "$dir" &&
+			CODER_AGENT_URL=http://localhost:3000 CODER_WORKSPACE_TRANSITION=$transition \
+				CODER_WORKSPACE_ID=$ws_id CODER_WORKSPACE_NAME=Home \
+				CODER_WORKSPACE_OWNER=joshsymonds CODER_WORKSPACE_OWNER_ID=$owner_id \
+				CODER_WORKSPACE_TEMPLATE_ID=6f1c2b9e-0000-4000-8000-0000000000a4 \
+				CODER_WORKSPACE_TEMPLATE_NAME="$(basename "$dir")" CODER_WORKSPACE_TEMPLATE_VERSION=update-check \
+				tofu plan -refresh=false -input=false -no-color -var image_tag=abc1234 \
+				-var op_service_account_token=ops_TEST-SENTINEL-not-a-real-token -out="plan-$transition" &&
+			tofu show -json "plan-$transition" >"plan-$transition.json"
+	) >"$out" 2>&1; then
+		cat "$out" >&2
+		die "$(basename "$dir"): tofu plan against the old home's state failed (output above)"
+	fi
+	# shellcheck disable=SC2016 # jq variables, not shell
+	jq -r '
+		[.resource_changes[] | select(.type == "docker_volume")] as $v
+		| ($v | map("\(.address) \(.change.actions | join("+"))") | join(", ")) as $seen
+		| if any($v[]; .change.actions | index("delete")) then
+			"destroys a home volume (\($seen))"
+		elif ($v | length) != 1 or ($v | map(select(.address == "module.home.docker_volume.home" and .previous_address == "docker_volume.home" and .change.actions == ["no-op"])) | length) != 1 then
+			"does not just move docker_volume.home to module.home.docker_volume.home (\($seen))"
+		else empty end
+	' "$dir/plan-$transition.json"
+}
+
+step_home_survives_update() {
+	local name what dir transition problem
+	command -v jq >/dev/null || die "jq is not installed (scripts/deps.sh installs it)"
+	for name in "${templates[@]}"; do
+		for what in intact no_moved; do
+			dir=$work/update-$what/$name
+			prepare "$name" "$dir"
+			# The broken copy: the template without its moved block.
+			[[ $what == intact ]] || mutate "$dir/main.tf" '/^moved {$/,/^}$/d'
+			old_home_state >"$dir/terraform.tfstate"
+			(cd "$dir" && tofu init -input=false -no-color) >"$dir/init.log" 2>&1 || { cat "$dir/init.log" >&2; die "$name: tofu init failed"; }
+			for transition in start stop; do
+				problem=$(home_plan_problem "$dir" "$transition")
+				if [[ $what == intact && -n $problem ]]; then
+					die "$name: a $transition build after the update $problem"
+				elif [[ $what == no_moved && $problem != "destroys a home volume"* ]]; then
+					die "$name: without its moved block the plan check must see the home destroyed, got: ${problem:-nothing wrong}"
+				fi
+			done
+		done
+		log "$name: start and stop builds after the update move docker_volume.home into module.home with no change; without the moved block the check sees it destroyed"
+	done
 }
 
 # The start script against a stand-in egoagent that exits with a chosen code,
@@ -287,6 +396,7 @@ step_fmt
 step_upload_contents
 step_tofu_test
 step_regressions
+step_home_survives_update
 step_start_script
 step_init_wrapper
 log "all template checks passed"

@@ -170,6 +170,14 @@ locals {
   # The only place the 1Password token goes. An empty token is left out
   # rather than set to an empty string.
   secret_env = var.op_service_account_token == "" ? [] : ["OP_SERVICE_ACCOUNT_TOKEN=${var.op_service_account_token}"]
+
+  # Coder's labels on the container, to trace it back to its workspace.
+  container_labels = {
+    "coder.owner"          = data.coder_workspace_owner.me.name
+    "coder.owner_id"       = data.coder_workspace_owner.me.id
+    "coder.workspace_id"   = data.coder_workspace.me.id
+    "coder.workspace_name" = data.coder_workspace.me.name
+  }
 }
 
 module "agent" {
@@ -206,30 +214,19 @@ resource "docker_image" "builder" {
   keep_locally = true
 }
 
-resource "docker_volume" "home" {
-  name = "coder-${data.coder_workspace.me.id}-home"
-  # The home outlives every change to this template; only deleting the
-  # workspace removes it.
-  lifecycle {
-    ignore_changes = all
-  }
-  labels {
-    label = "coder.owner"
-    value = data.coder_workspace_owner.me.name
-  }
-  labels {
-    label = "coder.owner_id"
-    value = data.coder_workspace_owner.me.id
-  }
-  labels {
-    label = "coder.workspace_id"
-    value = data.coder_workspace.me.id
-  }
-  # Goes stale on rename; still handy when cleaning up orphaned volumes.
-  labels {
-    label = "coder.workspace_name_at_creation"
-    value = data.coder_workspace.me.name
-  }
+# The persistent home (see modules/egoengine-home): it outlives every change
+# to this template; only deleting the workspace removes it.
+module "home" {
+  source    = "./modules/egoengine-home"
+  workspace = data.coder_workspace.me
+  owner     = data.coder_workspace_owner.me
+}
+
+# Where the volume stood before it moved into the shared module: without this,
+# the first build of this version would destroy every workspace's home.
+moved {
+  from = docker_volume.home
+  to   = module.home.docker_volume.home
 }
 
 resource "docker_container" "workspace" {
@@ -246,25 +243,16 @@ resource "docker_container" "workspace" {
   }
   volumes {
     container_path = local.home
-    volume_name    = docker_volume.home.name
+    volume_name    = module.home.name
     read_only      = false
   }
 
-  labels {
-    label = "coder.owner"
-    value = data.coder_workspace_owner.me.name
-  }
-  labels {
-    label = "coder.owner_id"
-    value = data.coder_workspace_owner.me.id
-  }
-  labels {
-    label = "coder.workspace_id"
-    value = data.coder_workspace.me.id
-  }
-  labels {
-    label = "coder.workspace_name"
-    value = data.coder_workspace.me.name
+  dynamic "labels" {
+    for_each = local.container_labels
+    content {
+      label = labels.key
+      value = labels.value
+    }
   }
 
   lifecycle {

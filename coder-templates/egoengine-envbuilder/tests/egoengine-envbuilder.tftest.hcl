@@ -220,12 +220,21 @@ run "home_and_agent_folder" {
   command = apply
 
   assert {
-    condition     = length(docker_container.workspace[0].volumes) == 1 && one(docker_container.workspace[0].volumes).container_path == "/home/joshsymonds" && one(docker_container.workspace[0].volumes).volume_name == docker_volume.home.name
+    condition     = length(docker_container.workspace[0].volumes) == 1 && one(docker_container.workspace[0].volumes).container_path == "/home/joshsymonds" && one(docker_container.workspace[0].volumes).volume_name == module.home.name
     error_message = "The persistent home volume must be mounted at /home/joshsymonds."
   }
   assert {
-    condition     = toset([for l in docker_volume.home.labels : l.label]) == toset(["coder.owner", "coder.owner_id", "coder.workspace_id", "coder.workspace_name_at_creation"])
+    condition     = toset([for l in module.home.labels : l.label]) == toset(["coder.owner", "coder.owner_id", "coder.workspace_id", "coder.workspace_name_at_creation"])
     error_message = "The home volume must carry the coder.* labels used to find orphaned volumes."
+  }
+  assert {
+    condition = { for l in docker_container.workspace[0].labels : l.label => l.value } == {
+      "coder.owner"          = "joshsymonds"
+      "coder.owner_id"       = "6f1c2b9e-0000-4000-8000-000000000012"
+      "coder.workspace_id"   = "6f1c2b9e-0000-4000-8000-000000000011"
+      "coder.workspace_name" = "Dotfiles"
+    }
+    error_message = "The container must carry exactly the coder.* labels naming its owner and workspace."
   }
   assert {
     condition     = module.agent.visible_to_viewers.agent_dir == "/home/joshsymonds" && module.ides.folder == "/home/joshsymonds"

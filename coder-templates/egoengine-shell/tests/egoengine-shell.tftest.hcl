@@ -99,12 +99,21 @@ run "home_user_and_agent_folder" {
     error_message = "The persistent volume must be mounted at /home/joshsymonds."
   }
   assert {
-    condition     = one(docker_container.workspace[0].volumes).volume_name == docker_volume.home.name && !one(docker_container.workspace[0].volumes).read_only
+    condition     = one(docker_container.workspace[0].volumes).volume_name == module.home.name && !one(docker_container.workspace[0].volumes).read_only
     error_message = "The home mount must be the workspace's docker_volume, writable."
   }
   assert {
-    condition     = toset([for l in docker_volume.home.labels : l.label]) == toset(["coder.owner", "coder.owner_id", "coder.workspace_id", "coder.workspace_name_at_creation"])
+    condition     = toset([for l in module.home.labels : l.label]) == toset(["coder.owner", "coder.owner_id", "coder.workspace_id", "coder.workspace_name_at_creation"])
     error_message = "The home volume must carry the coder.* labels used to find orphaned volumes."
+  }
+  assert {
+    condition = { for l in docker_container.workspace[0].labels : l.label => l.value } == {
+      "coder.owner"          = "joshsymonds"
+      "coder.owner_id"       = "6f1c2b9e-0000-4000-8000-000000000002"
+      "coder.workspace_id"   = "6f1c2b9e-0000-4000-8000-000000000001"
+      "coder.workspace_name" = "Shell"
+    }
+    error_message = "The container must carry exactly the coder.* labels naming its owner and workspace."
   }
   assert {
     condition     = module.agent.visible_to_viewers.agent_dir == "/home/joshsymonds"
@@ -194,7 +203,7 @@ run "stopped_workspace_keeps_its_home" {
   }
 
   assert {
-    condition     = length(docker_container.workspace) == 0 && docker_volume.home.name == "coder-6f1c2b9e-0000-4000-8000-000000000001-home"
+    condition     = length(docker_container.workspace) == 0 && module.home.name == "coder-6f1c2b9e-0000-4000-8000-000000000001-home"
     error_message = "A stopped workspace has no container but keeps its home volume."
   }
 }
