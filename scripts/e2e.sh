@@ -7,7 +7,7 @@
 # Builds, each cached under ~/.cache/egoengine (EGOENGINE_CACHE) and keyed by
 # version, so only the first run is slow:
 #   coder-<version>/coder   Coder server and agent, from the Go module proxy
-#                           (11 to 25 minutes on two busy cores, once)
+#                           (about 12 minutes on two cores, once)
 #   OpenTofu + providers    scripts/tools.sh
 #   bin/egoagent            scripts/build.sh (every run: it is what is tested)
 # then runs the Go test in e2e/ (a module of its own) against a PostgreSQL
@@ -51,7 +51,7 @@ build_coder() {
 		chmod -R u+w "$src.partial"
 		mv "$src.partial" "$src"
 	fi
-	log "building Coder $CODER_VERSION (slow the first time: 11 to 25 minutes on two cores)"
+	log "building Coder $CODER_VERSION (slow the first time: about 12 minutes on two cores)"
 	mkdir -p "$(dirname "$out")"
 	# buildinfo.tag makes `coder --version` (and the agent's version check
 	# against the server) say the release instead of v0.0.0-devel.
@@ -136,9 +136,11 @@ main() {
 
 	local t0 coder tools tofu tfrc pgbin
 	t0=$(date +%s)
-	for tool in runuser setsid; do
-		command -v "$tool" >/dev/null || die "$tool is missing: install util-linux (scripts/deps.sh)"
-	done
+	command -v setsid >/dev/null || die "setsid is missing: install util-linux (scripts/deps.sh)"
+	# As root, PostgreSQL runs as its own user, through runuser.
+	if ((EUID == 0)); then
+		command -v runuser >/dev/null || die "runuser is missing: install util-linux (scripts/deps.sh)"
+	fi
 	pgbin=$(find /usr/lib/postgresql -maxdepth 3 -path '*/bin/pg_ctl' 2>/dev/null | head -n1 || true)
 	[[ -n ${E2E_PG_BINDIR:-$pgbin} ]] || die "no PostgreSQL server under /usr/lib/postgresql: install postgresql (scripts/deps.sh)"
 
