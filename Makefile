@@ -18,7 +18,7 @@ build: ## build bin/egoagent and its 1Password helper bin/egoagent-op (static, s
 run: build ## the built-in demo: egoagent sync into ./demo-home, then status and metadata (no 1Password account)
 	scripts/demo.sh
 
-test: deps test-go test-templates test-nix test-compose ## every test (installs missing Debian packages first)
+test: deps test-go test-templates test-nix test-compose e2e ## every test, end to end included (installs missing Debian packages first)
 	@echo "make test: all suites passed"
 
 test-go: ## Go tests, with the real Codex CLI from npm

@@ -97,6 +97,9 @@ func startCommand() *cli.Command {
 			if err := status.EnsureDir(e.stateDir); err != nil {
 				return err
 			}
+			if err := daemon.CheckSocket(e.stateDir); err != nil {
+				return err
+			}
 			logPath := filepath.Join(e.stateDir, status.LogFile)
 			if !status.DaemonAlive(e.stateDir) {
 				if err := spawnDaemon(e.configPath(), logPath); err != nil {

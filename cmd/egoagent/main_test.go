@@ -254,3 +254,19 @@ func TestOnePasswordWithoutAUsableToken(t *testing.T) {
 	}
 	assertNoCanary(t, w)
 }
+
+// A home so deep that the control socket's path cannot fit in a Unix socket
+// address gets a message saying so, not the kernel's "invalid argument".
+func TestTooLongHomeIsExplained(t *testing.T) {
+	w := newWorkspace(t, oneSecret)
+	w.put("op://v/api/token", "t1")
+	w.home = filepath.Join(w.home, strings.Repeat("h", 100))
+	os.MkdirAll(w.home, 0o700)
+	_, errOut, code := w.egoagent("start")
+	if code == 0 || !strings.Contains(errOut, "a Unix socket path may have; give egoagent a shorter HOME") {
+		t.Fatalf("start: %d %q", code, errOut)
+	}
+	if _, errOut, _ := w.egoagent("refresh"); !strings.Contains(errOut, "shorter HOME") {
+		t.Fatalf("refresh: %q", errOut)
+	}
+}

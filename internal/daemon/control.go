@@ -43,6 +43,9 @@ var ErrNoDaemon = errors.New("no egoagent daemon is running")
 
 // Call sends req to the daemon whose state folder is stateDir.
 func Call(ctx context.Context, stateDir string, req Request) (*Response, error) {
+	if err := checkSocketPath(socketPath(stateDir)); err != nil {
+		return nil, err
+	}
 	var d net.Dialer
 	conn, err := d.DialContext(ctx, "unix", socketPath(stateDir))
 	if err != nil {
@@ -71,10 +74,28 @@ func Call(ctx context.Context, stateDir string, req Request) (*Response, error) 
 
 func socketPath(stateDir string) string { return stateDir + "/" + status.Socket }
 
+// maxSocketPath is what fits in sockaddr_un.sun_path, less its final NUL.
+const maxSocketPath = 107
+
+// CheckSocket reports whether the control socket of stateDir can exist.
+func CheckSocket(stateDir string) error { return checkSocketPath(socketPath(stateDir)) }
+
+// checkSocketPath explains the kernel's limit before the kernel answers
+// "invalid argument".
+func checkSocketPath(p string) error {
+	if len(p) > maxSocketPath {
+		return fmt.Errorf("the control socket %s is %d bytes long, over the %d a Unix socket path may have; give egoagent a shorter HOME", p, len(p), maxSocketPath)
+	}
+	return nil
+}
+
 // listen opens the control socket. The caller holds the daemon lock, so a
 // socket file already there is a dead daemon's and can go.
 func listen(stateDir string) (net.Listener, error) {
 	p := socketPath(stateDir)
+	if err := checkSocketPath(p); err != nil {
+		return nil, err
+	}
 	os.Remove(p)
 	l, err := net.Listen("unix", p)
 	if err != nil {
