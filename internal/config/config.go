@@ -147,6 +147,17 @@ func Path(getenv func(string) string, home string) string {
 
 // Load reads and validates the configuration file at path.
 func Load(path string, env Env) (*Config, error) {
+	data, err := ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	return Parse(path, data, env)
+}
+
+// ReadFile reads the configuration file at path, with an error that says
+// what to do, for callers that keep the bytes (the daemon hands them to
+// each pass).
+func ReadFile(path string) ([]byte, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) {
@@ -154,11 +165,11 @@ func Load(path string, env Env) (*Config, error) {
 		}
 		return nil, &Error{File: path, Msg: fmt.Sprintf("cannot read: %v", errors.Unwrap(err))}
 	}
-	return Parse(path, data, env)
+	return data, nil
 }
 
-// file mirrors the TOML layout. Every field is a pointer or has a zero value
-// that means "not given", so that defaults can be told apart from choices.
+// file mirrors the TOML layout. Every field's zero value means "not given",
+// so that Parse can fill in the defaults.
 type file struct {
 	Source struct {
 		Kind string `toml:"kind"`

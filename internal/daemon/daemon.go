@@ -49,10 +49,9 @@ type Loaded struct {
 
 // Load reads and validates the configuration file at path.
 func Load(path, home string) (*Loaded, error) {
-	data, err := os.ReadFile(path)
+	data, err := config.ReadFile(path)
 	if err != nil {
-		_, lerr := config.Load(path, config.Env{Home: home}) // for its message
-		return nil, lerr
+		return nil, err
 	}
 	cfg, err := config.Parse(path, data, config.Env{Home: home})
 	if err != nil {
@@ -387,20 +386,20 @@ func only(rep *engine.Report, names []string) *engine.Report {
 
 func (s *server) shutdown() error {
 	s.Log.Info("stopping")
+	var waiters []waiter
 	if s.running != nil {
 		s.cancel()
 		select {
 		case r := <-s.done:
-			s.running.waiters = append(s.running.waiters, s.queueWaiters()...)
 			s.finish(r)
 		case <-time.After(stopGrace + time.Second):
 			s.Log.Warn("the running pass did not stop in time")
+			waiters = s.running.waiters
 		}
 	}
-	for _, w := range s.queueWaiters() {
+	for _, w := range append(waiters, s.queueWaiters()...) {
 		w.reply <- Response{Error: "the daemon is stopping"}
 	}
-	s.queue = nil
 	s.info.Next = nil
 	s.saveInfo()
 	return nil

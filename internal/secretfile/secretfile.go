@@ -33,7 +33,7 @@ const tempPrefix = ".egoagent-tmp-"
 // absolute and inside home; missing parent folders are created with mode
 // 0700. Neither path nor any folder between home and path may be a symlink.
 func Write(home, path string, data []byte, mode fs.FileMode) error {
-	if _, err := prepareDir(home, path); err != nil {
+	if err := prepareDir(home, path); err != nil {
 		return err
 	}
 	if fi, err := os.Lstat(path); err == nil {
@@ -128,15 +128,15 @@ func regular(path string, fi fs.FileInfo) error {
 }
 
 // prepareDir checks that path lies inside home with no symlink on the way,
-// creating missing folders 0700, and returns path's folder.
-func prepareDir(home, path string) (string, error) {
+// creating missing folders 0700.
+func prepareDir(home, path string) error {
 	if !filepath.IsAbs(path) || !filepath.IsAbs(home) {
-		return "", fmt.Errorf("%s: paths must be absolute", path)
+		return fmt.Errorf("%s: paths must be absolute", path)
 	}
 	home, path = filepath.Clean(home), filepath.Clean(path)
 	rel, err := filepath.Rel(home, path)
 	if err != nil || rel == "." || rel == ".." || strings.HasPrefix(rel, "../") {
-		return "", fmt.Errorf("%s %w %s; secret files must live inside it", path, ErrOutsideHome, home)
+		return fmt.Errorf("%s %w %s; secret files must live inside it", path, ErrOutsideHome, home)
 	}
 	dir := home
 	parts := strings.Split(filepath.Dir(rel), string(filepath.Separator))
@@ -149,21 +149,21 @@ func prepareDir(home, path string) (string, error) {
 		switch {
 		case errors.Is(err, fs.ErrNotExist):
 			if err := os.Mkdir(dir, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
-				return "", fmt.Errorf("cannot create folder %s: %w", dir, err)
+				return fmt.Errorf("cannot create folder %s: %w", dir, err)
 			}
 			// Mkdir is subject to the umask; the contract says 0700 exactly.
 			if err := os.Chmod(dir, 0o700); err != nil {
-				return "", fmt.Errorf("cannot set mode of folder %s: %w", dir, err)
+				return fmt.Errorf("cannot set mode of folder %s: %w", dir, err)
 			}
 		case err != nil:
-			return "", fmt.Errorf("cannot inspect folder %s: %w", dir, err)
+			return fmt.Errorf("cannot inspect folder %s: %w", dir, err)
 		case fi.Mode()&fs.ModeSymlink != 0:
-			return "", fmt.Errorf("folder %s %w; egoagent does not write through links: make it a real folder or change the configured path", dir, ErrSymlink)
+			return fmt.Errorf("folder %s %w; egoagent does not write through links: make it a real folder or change the configured path", dir, ErrSymlink)
 		case !fi.IsDir():
-			return "", fmt.Errorf("%s is in the way: it should be a folder", dir)
+			return fmt.Errorf("%s is in the way: it should be a folder", dir)
 		}
 	}
-	return filepath.Join(home, filepath.Dir(rel)), nil
+	return nil
 }
 
 // removeLeftovers deletes temporary files that a killed egoagent left beside
