@@ -16,7 +16,9 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -74,6 +76,11 @@ func (r *Report) OK() bool {
 	return true
 }
 
+// ClassRefused marks a target egoagent will not write as it stands: a
+// Document mapping onto a configured secret, onto egoagent's own files,
+// onto another Document's path, or out of the home.
+const ClassRefused = "refused"
+
 // UsageError is returned for a request that cannot be carried out as asked
 // (an unknown secret name); nothing was attempted.
 type UsageError struct{ Msg string }
@@ -92,6 +99,12 @@ type target struct {
 	value  []byte
 	err    error
 	mirror bool
+	// refused, when set, says why this target must not be written; it is
+	// reported with state refused and never retried automatically.
+	refused string
+	// shadows names the mirrored Documents that also map to this secret's
+	// path: the configured secret wins, and its outcome says so.
+	shadows []string
 }
 
 func (e *Engine) now() time.Time {
@@ -129,6 +142,7 @@ func (e *Engine) Pass(ctx context.Context, opts Options) (*Report, error) {
 	callsBefore := e.Source.Calls()
 
 	targets, listed := e.targets(ctx, opts.Names, opts.Exclude, st)
+	targets = e.claim(targets)
 	e.fetch(ctx, targets)
 
 	report := &Report{}
@@ -220,7 +234,9 @@ func (e *Engine) targets(ctx context.Context, names, exclude []string, st *statu
 			n := 0
 			for _, sec := range st.Secrets {
 				if strings.HasPrefix(sec.Ref, key) && wanted(names, sec.Name) {
-					ts = append(ts, &target{name: sec.Name, path: sec.Path, mode: m.Mode, policy: config.PolicyReplace, err: err, mirror: true, ref: mustRef(sec.Ref)})
+					// The title is the name; it can have any number of
+					// segments, so the reference is rebuilt, not parsed.
+					ts = append(ts, &target{name: sec.Name, path: sec.Path, mode: m.Mode, policy: config.PolicyReplace, err: err, mirror: true, ref: source.Ref{Vault: m.Vault, Item: sec.Name}})
 					n++
 				}
 			}
@@ -237,8 +253,7 @@ func (e *Engine) targets(ctx context.Context, names, exclude []string, st *statu
 			t := &target{name: d.Title, ref: source.Ref{Vault: m.Vault, Item: d.Title}, mode: m.Mode, check: "none", policy: config.PolicyReplace, value: d.Content, err: d.Err, mirror: true}
 			t.path, err = config.InHome(e.Home, strings.TrimPrefix(d.Title, m.Prefix))
 			if err != nil {
-				t.value, t.err = nil, &source.Error{Class: source.ClassOther, Ref: t.ref.String(),
-					Msg: fmt.Sprintf("refused: Document %q: %v; rename the item in 1Password", d.Title, err)}
+				t.refused = fmt.Sprintf("Document %q in vault %q: %v; rename the item in 1Password", d.Title, m.Vault, err)
 				t.path = ""
 			}
 			ts = append(ts, t)
@@ -247,12 +262,106 @@ func (e *Engine) targets(ctx context.Context, names, exclude []string, st *statu
 	return ts, listed
 }
 
-func mirrorKey(m config.Mirror) string { return "op://" + m.Vault + "/" + m.Prefix }
+// claim settles who may write each destination, before anything is
+// fetched or written. A vault is input: its Document titles must not be
+// able to overwrite a configured secret, egoagent's own files, or each
+// other. So:
+//   - a configured secret's path always belongs to that secret; a Document
+//     mapping onto it is refused, and the secret's outcome names it;
+//   - when several Documents map onto one path (the same title twice, or
+//     two mirrors), none is written until only one does, since egoagent
+//     cannot tell which is meant, and writing both would flip the file on
+//     every pass;
+//   - nothing lands in the state folder or on the configuration file
+//     (apply checks that for every target, configured ones included).
+//
+// Same-named Documents become one target, so that the state keeps one
+// entry per name.
+func (e *Engine) claim(ts []*target) []*target {
+	owner := map[string]*target{} // configured secret by path
+	for _, t := range ts {
+		if !t.mirror {
+			owner[t.path] = t
+		}
+	}
+	// Secrets outside this pass still own their paths.
+	for _, s := range e.Config.Secrets {
+		if owner[s.Path] == nil {
+			owner[s.Path] = &target{name: s.Name}
+		}
+	}
 
-func mustRef(s string) source.Ref {
-	r, _ := source.ParseRef(s)
-	return r
+	byPath := map[string][]*target{}
+	var out []*target
+	byName := map[string]*target{}
+	for _, t := range ts {
+		if !t.mirror {
+			out = append(out, t)
+			continue
+		}
+		if first := byName[t.name]; first != nil {
+			// The same title listed twice (in one vault or two).
+			first.refused = fmt.Sprintf("%d Documents are titled %q; neither is installed until only one is: delete or rename the others in 1Password", countName(ts, t.name), t.name)
+			first.value, first.err = nil, nil
+			continue
+		}
+		byName[t.name] = t
+		out = append(out, t)
+		if t.path == "" || t.refused != "" {
+			continue
+		}
+		if s := owner[t.path]; s != nil {
+			t.refused = fmt.Sprintf("Document %q maps to %s, which secret %q owns; the configured secret wins: rename or delete the Document", t.name, t.path, s.name)
+			s.shadows = append(s.shadows, t.name)
+			continue
+		}
+		byPath[t.path] = append(byPath[t.path], t)
+	}
+	for p, same := range byPath {
+		if len(same) < 2 {
+			continue
+		}
+		var titles []string
+		for _, t := range same {
+			titles = append(titles, strconv.Quote(t.name))
+		}
+		for _, t := range same {
+			t.refused = fmt.Sprintf("Documents %s all map to %s; none is installed until only one does: rename or delete the others", strings.Join(titles, ", "), p)
+		}
+	}
+	for _, t := range out {
+		if t.refused != "" {
+			t.value, t.err, t.path = nil, nil, ""
+		}
+	}
+	return out
 }
+
+func countName(ts []*target, name string) int {
+	n := 0
+	for _, t := range ts {
+		if t.mirror && t.name == name {
+			n++
+		}
+	}
+	return n
+}
+
+// ownPath says why egoagent must never write path itself, or "".
+func (e *Engine) ownPath(p string) string {
+	p = filepath.Clean(p)
+	if state := filepath.Clean(e.StateDir); p == state || strings.HasPrefix(p, state+"/") {
+		return fmt.Sprintf("%s is inside egoagent's own state folder %s, which no secret may overwrite", p, state)
+	}
+	if e.Config.File != "" {
+		if cf, err := filepath.Abs(e.Config.File); err == nil && cf == p {
+			return fmt.Sprintf("%s is egoagent's configuration file, which no secret may overwrite", p)
+		}
+	}
+	return ""
+}
+
+func mirrorKey(m config.Mirror) string { return "op://" + m.Vault + "/" + m.Prefix }
 
 // fetch resolves every configured secret in one call to the source.
 func (e *Engine) fetch(ctx context.Context, ts []*target) {
@@ -311,7 +420,21 @@ func (e *Engine) apply(ctx context.Context, t *target, sec *status.Secret, fp *s
 	}
 	sec.Attempted = now
 	out := func() Outcome {
+		if len(t.shadows) > 0 {
+			var titles []string
+			for _, n := range t.shadows {
+				titles = append(titles, strconv.Quote(n))
+			}
+			sec.Note = strings.TrimPrefix(sec.Note+"; ", "; ") + "Document " + strings.Join(titles, ", ") + " also maps to this path and was not installed"
+		}
 		return Outcome{Name: sec.Name, State: sec.State, Note: sec.Note, Error: sec.Error, Class: sec.ErrorClass}
+	}
+	if t.refused == "" && t.path != "" {
+		t.refused = e.ownPath(t.path)
+	}
+	if t.refused != "" {
+		e.refuse(sec, t.refused)
+		return out()
 	}
 	if t.err != nil {
 		e.fail(sec, t.err, string(source.ClassOf(t.err)), now)
@@ -392,6 +515,16 @@ func (e *Engine) succeed(sec *status.Secret, state, note string) {
 	sec.Error, sec.ErrorClass = "", ""
 	sec.StaleSince, sec.RetryAt = time.Time{}, time.Time{}
 	sec.Failures = 0
+}
+
+// refuse records a target that must not be written as it stands. It is
+// not a failure to fetch: nothing was asked of the source, nothing was
+// written, and only a change in 1Password or the config can settle it.
+func (e *Engine) refuse(sec *status.Secret, why string) {
+	sec.State, sec.Path, sec.Note = status.Refused, "", ""
+	sec.Error, sec.ErrorClass = why, ClassRefused
+	sec.Failures++
+	e.Log.Warn("refused", zap.String("secret", sec.Name), zap.String("why", why))
 }
 
 func (e *Engine) fail(sec *status.Secret, err error, class string, now time.Time) {

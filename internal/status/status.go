@@ -36,6 +36,7 @@ const (
 	Stale   = "stale"   // the last attempt failed; the file in place is an older copy
 	Missing = "missing" // the last attempt failed and there is no file in place
 	Pending = "pending" // configured but never attempted
+	Refused = "refused" // the source's item cannot be installed as it stands (a Document title that collides or escapes)
 )
 
 // OK reports whether a secret in state s is usable and up to date.

@@ -17,8 +17,16 @@ import (
 type Scripted struct {
 	mu     sync.Mutex
 	values map[string][]byte
+	extra  []extraDoc
 	err    error
 	calls  int
+}
+
+// extraDoc is a Document listed besides those in values: 1Password allows
+// two items with one title, which a map cannot hold.
+type extraDoc struct {
+	vault string
+	doc   source.Document
 }
 
 // New returns a Scripted source holding values, keyed by op:// reference.
@@ -35,6 +43,14 @@ func (s *Scripted) Set(ref, value string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.values[ref] = []byte(value)
+}
+
+// AddDocument lists one more Document in vault, even when one with the
+// same title exists already.
+func (s *Scripted) AddDocument(vault, title, content string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.extra = append(s.extra, extraDoc{vault, source.Document{Title: title, Content: []byte(content)}})
 }
 
 // Fail makes every later call fail with a *source.Error of class c; an
@@ -87,6 +103,11 @@ func (s *Scripted) Documents(_ context.Context, vault, prefix string) ([]source.
 			docs = append(docs, source.Document{Title: title, Content: append([]byte(nil), v...)})
 		}
 	}
-	sort.Slice(docs, func(i, j int) bool { return docs[i].Title < docs[j].Title })
+	for _, x := range s.extra {
+		if x.vault == vault && strings.HasPrefix(x.doc.Title, prefix) {
+			docs = append(docs, source.Document{Title: x.doc.Title, Content: append([]byte(nil), x.doc.Content...)})
+		}
+	}
+	sort.SliceStable(docs, func(i, j int) bool { return docs[i].Title < docs[j].Title })
 	return docs, nil
 }
