@@ -7,6 +7,9 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
+	"unicode/utf8"
+
+	"github.com/veraticus/egoengine/internal/printable"
 )
 
 // MetadataMax is Coder's cap on one metadata value; the line is kept far
@@ -14,11 +17,16 @@ import (
 const MetadataMax = 2048
 
 // Metadata renders the one line Coder's metadata UI shows: all is well, or
-// the worst problem first.
+// the worst problem first. Names and classes in it are made printable, so
+// the line stays one line and sends the terminal nothing but text.
 func Metadata(s *State, now time.Time) string {
 	line := metadataLine(s, now)
 	if len(line) > MetadataMax {
-		line = line[:MetadataMax-3] + "..."
+		cut := MetadataMax - 3
+		for cut > 0 && !utf8.RuneStart(line[cut]) {
+			cut--
+		}
+		line = line[:cut] + "..."
 	}
 	return line
 }
@@ -46,9 +54,9 @@ func metadataLine(s *State, now time.Time) string {
 		}
 		if e := soonest(s.Secrets); e != nil && e.Expires.Sub(now) < 72*time.Hour {
 			if e.Expires.After(now) {
-				parts = append(parts, fmt.Sprintf("%s expires in %s", e.Name, Round(e.Expires.Sub(now))))
+				parts = append(parts, fmt.Sprintf("%s expires in %s", printable.Name(e.Name), Round(e.Expires.Sub(now))))
 			} else {
-				parts = append(parts, fmt.Sprintf("%s expired %s ago", e.Name, Round(now.Sub(e.Expires))))
+				parts = append(parts, fmt.Sprintf("%s expired %s ago", printable.Name(e.Name), Round(now.Sub(e.Expires))))
 			}
 		}
 	}
@@ -64,21 +72,23 @@ func metadataLine(s *State, now time.Time) string {
 }
 
 func problem(sec Secret, now time.Time) string {
-	why := sec.ErrorClass
+	name, why := printable.Name(sec.Name), printable.Name(sec.ErrorClass)
 	if why == "" {
 		why = "error"
 	}
 	switch sec.State {
 	case Pending:
-		return sec.Name + " pending"
+		return name + " pending"
 	case Missing:
-		return fmt.Sprintf("%s missing (%s)", sec.Name, why)
+		return fmt.Sprintf("%s missing (%s)", name, why)
+	case Refused:
+		return name + " refused"
 	}
 	since := ""
 	if !sec.StaleSince.IsZero() {
 		since = " " + Round(now.Sub(sec.StaleSince))
 	}
-	return fmt.Sprintf("%s stale%s (%s)", sec.Name, since, why)
+	return fmt.Sprintf("%s stale%s (%s)", name, since, why)
 }
 
 func soonest(secs []Secret) *Secret {
@@ -106,7 +116,9 @@ func JSON(w io.Writer, s *State) error {
 }
 
 // Human writes a table for a person in a terminal: a line per secret, with
-// the reason underneath when something is wrong.
+// the reason underneath when something is wrong. Every string from outside
+// (names come from 1Password titles, errors from anywhere) is made printable
+// first: a newline in it would forge a line, an ESC would drive the terminal.
 func Human(w io.Writer, s *State, now time.Time, home string) error {
 	if len(s.Secrets) == 0 {
 		_, err := fmt.Fprintln(w, "No secrets recorded yet: run `egoagent sync`.")
@@ -116,7 +128,7 @@ func Human(w io.Writer, s *State, now time.Time, home string) error {
 	fmt.Fprintln(tw, "SECRET\tSTATE\tPATH\tFETCHED\tCHANGED\tCHECKED\tEXPIRES\tNEXT")
 	for _, sec := range s.Secrets {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n",
-			sec.Name, sec.State, shortHome(sec.Path, home),
+			printable.Name(sec.Name), printable.Name(sec.State), printable.Name(shortHome(sec.Path, home)),
 			Ago(now, sec.Fetched), Ago(now, sec.Changed), Ago(now, sec.Checked),
 			until(now, sec.Expires), until(now, sec.NextRefresh))
 	}
@@ -126,17 +138,17 @@ func Human(w io.Writer, s *State, now time.Time, home string) error {
 	for _, sec := range s.Secrets {
 		var lines []string
 		if sec.Note != "" {
-			lines = append(lines, sec.Note)
+			lines = append(lines, printable.Text(sec.Note))
 		}
 		if sec.Check != "" {
-			lines = append(lines, "check: "+sec.Check)
+			lines = append(lines, "check: "+printable.Text(sec.Check))
 		}
 		if sec.Error != "" {
 			e := "error"
 			if sec.ErrorClass != "" {
-				e += " (" + sec.ErrorClass + ")"
+				e += " (" + printable.Name(sec.ErrorClass) + ")"
 			}
-			lines = append(lines, e+": "+sec.Error)
+			lines = append(lines, e+": "+printable.Text(sec.Error))
 			if !sec.StaleSince.IsZero() {
 				lines = append(lines, "failing since "+sec.StaleSince.Local().Format(time.DateTime)+" ("+Ago(now, sec.StaleSince)+")")
 			}
@@ -145,11 +157,11 @@ func Human(w io.Writer, s *State, now time.Time, home string) error {
 			}
 		}
 		if len(lines) > 0 {
-			fmt.Fprintf(w, "\n%s:\n  %s\n", sec.Name, strings.Join(lines, "\n  "))
+			fmt.Fprintf(w, "\n%s:\n  %s\n", printable.Name(sec.Name), strings.Join(lines, "\n  "))
 		}
 	}
 	if p := s.LastPass; p != nil {
-		fmt.Fprintf(w, "\nlast pass: %s, %s, %d source call(s), took %s\n", p.Trigger, Ago(now, p.Finished), p.Calls, Round(p.Finished.Sub(p.Started)))
+		fmt.Fprintf(w, "\nlast pass: %s, %s, %d source call(s), took %s\n", printable.Name(p.Trigger), Ago(now, p.Finished), p.Calls, Round(p.Finished.Sub(p.Started)))
 	}
 	if d := s.Daemon; d != nil {
 		if d.Running {
@@ -161,7 +173,7 @@ func Human(w io.Writer, s *State, now time.Time, home string) error {
 			fmt.Fprintf(w, "rate limited: no automatic pass until %s (%s)\n", d.HoldUntil.Local().Format(time.DateTime), until(now, d.HoldUntil))
 		}
 		if d.ConfigError != "" && d.Running {
-			fmt.Fprintf(w, "config error (the daemon keeps the previous config): %s\n", d.ConfigError)
+			fmt.Fprintf(w, "config error (the daemon keeps the previous config): %s\n", printable.Text(d.ConfigError))
 		}
 	}
 	return nil
