@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/user"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -20,7 +21,6 @@ import (
 	"time"
 
 	"github.com/pelletier/go-toml/v2"
-	"github.com/robfig/cron/v3"
 
 	"github.com/veraticus/egoengine/internal/check"
 	"github.com/veraticus/egoengine/internal/source"
@@ -109,6 +109,10 @@ const (
 // give their own.
 type Env struct {
 	Home string // the user's home; secret paths must stay inside it
+	// StateDir is egoagent's state folder (~/.local/state/egoagent). A
+	// secret written there would overwrite egoagent's own records or
+	// lock, so secret paths must stay out of it; "" skips the check.
+	StateDir string
 }
 
 // Error is a configuration error at a place in a file.
@@ -129,13 +133,11 @@ func (e *Error) Error() string {
 	}
 }
 
-// Path returns the configuration file to use: $EGOAGENT_CONFIG, else
-// ~/.config/egoagent/config.toml if it exists, else /etc/egoagent/config.toml
-// (the image's default).
-func Path(getenv func(string) string, home string) string {
-	if p := getenv("EGOAGENT_CONFIG"); p != "" {
-		return p
-	}
+// Path returns the configuration file to use when none was named
+// ($EGOAGENT_CONFIG and --config are read by the command line):
+// ~/.config/egoagent/config.toml if it exists, else
+// /etc/egoagent/config.toml (the image's default).
+func Path(home string) string {
 	if home != "" {
 		p := filepath.Join(home, ".config", "egoagent", "config.toml")
 		if _, err := os.Stat(p); err == nil {
@@ -162,6 +164,12 @@ func ReadFile(path string) ([]byte, error) {
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) {
 			return nil, &Error{File: path, Msg: "no configuration file here; create it (see docs/configuration.md) or point EGOAGENT_CONFIG at one"}
+		}
+		if fi, serr := os.Stat(path); serr == nil && fi.IsDir() {
+			return nil, &Error{File: path, Msg: fmt.Sprintf("is a folder, but the configuration is a file; point --config or EGOAGENT_CONFIG at the file, for example %s", filepath.Join(path, "config.toml"))}
+		}
+		if errors.Is(err, os.ErrPermission) {
+			return nil, &Error{File: path, Msg: fmt.Sprintf("cannot read it: permission denied for %s; make it readable by this user, for example with chmod a+r %s (the configuration holds no secrets)", whoami(), path)}
 		}
 		return nil, &Error{File: path, Msg: fmt.Sprintf("cannot read: %v", errors.Unwrap(err))}
 	}
@@ -201,7 +209,9 @@ type file struct {
 }
 
 // duration parses an optional duration setting such as "90s", "10m", "6h".
-func duration(s string, def time.Duration) (time.Duration, error) {
+// instead is what to write when s is negative, such as
+// `"10m", or "0s" for none`.
+func duration(s string, def time.Duration, instead string) (time.Duration, error) {
 	if s == "" {
 		return def, nil
 	}
@@ -210,7 +220,7 @@ func duration(s string, def time.Duration) (time.Duration, error) {
 		return 0, fmt.Errorf("%q is not a duration; write it like \"90s\", \"10m\" or \"6h\"", s)
 	}
 	if d < 0 {
-		return 0, fmt.Errorf("%q is negative", s)
+		return 0, fmt.Errorf("%q must not be negative; write %s", s, instead)
 	}
 	return d, nil
 }
@@ -220,12 +230,12 @@ var nameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]*$`)
 // Parse validates data as the configuration file named by path.
 func Parse(path string, data []byte, env Env) (*Config, error) {
 	var f file
+	lines := keyLines(data)
 	dec := toml.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&f); err != nil {
-		return nil, decodeError(path, err)
+		return nil, decodeError(path, data, lines, err)
 	}
-	lines := keyLines(data)
 	errf := func(key string, format string, args ...any) error {
 		return &Error{File: path, Line: lines.line(key), Msg: fmt.Sprintf(format, args...)}
 	}
@@ -233,6 +243,21 @@ func Parse(path string, data []byte, env Env) (*Config, error) {
 		return nil, &Error{File: path, Msg: "the home folder is unknown; set HOME to an absolute path"}
 	}
 	home := filepath.Clean(env.Home)
+	stateDir := ""
+	if env.StateDir != "" {
+		if !filepath.IsAbs(env.StateDir) {
+			return nil, &Error{File: path, Msg: fmt.Sprintf("the state folder %q is not an absolute path; set HOME to an absolute path", env.StateDir)}
+		}
+		stateDir = filepath.Clean(env.StateDir)
+	}
+	// The file itself, to refuse a secret that would overwrite it. A
+	// built-in configuration (path "") has none.
+	self := ""
+	if path != "" {
+		if abs, err := filepath.Abs(path); err == nil {
+			self = abs
+		}
+	}
 
 	c := &Config{File: path}
 
@@ -260,18 +285,24 @@ func Parse(path string, data []byte, env Env) (*Config, error) {
 		return nil, errf("source.kind", "unknown source kind %q; use %q or %q", f.Source.Kind, SourceOnePassword, SourceDir)
 	}
 
+	// The floor guards 1Password's request budget; a folder has none.
+	floor := MinRefreshInterval
+	if c.Source.Kind == SourceDir {
+		floor = 0
+	}
+
 	var err error
 	c.Schedule.Refresh = f.Schedule.Refresh
 	if c.Schedule.Refresh == "" {
 		c.Schedule.Refresh = DefaultRefresh
 	}
-	if err := validCron(c.Schedule.Refresh); err != nil {
+	if err := validSchedule(c.Schedule.Refresh, floor); err != nil {
 		return nil, errf("schedule.refresh", "schedule.refresh: %v", err)
 	}
-	if c.Schedule.Jitter, err = duration(f.Schedule.Jitter, DefaultJitter); err != nil {
+	if c.Schedule.Jitter, err = duration(f.Schedule.Jitter, DefaultJitter, `"10m", or "0s" for none`); err != nil {
 		return nil, errf("schedule.jitter", "schedule.jitter: %v", err)
 	}
-	if c.Schedule.StartDeadline, err = duration(f.Schedule.StartDeadline, DefaultStartDeadline); err != nil {
+	if c.Schedule.StartDeadline, err = duration(f.Schedule.StartDeadline, DefaultStartDeadline, `a time more than zero, such as "60s"`); err != nil {
 		return nil, errf("schedule.start_deadline", "schedule.start_deadline: %v", err)
 	}
 	if c.Schedule.StartDeadline == 0 {
@@ -282,7 +313,7 @@ func Parse(path string, data []byte, env Env) (*Config, error) {
 	if c.Check.CodexCommand == "" {
 		c.Check.CodexCommand = "codex"
 	}
-	if c.Check.Timeout, err = duration(f.Check.Timeout, DefaultCheckTimeout); err != nil {
+	if c.Check.Timeout, err = duration(f.Check.Timeout, DefaultCheckTimeout, `a time more than zero, such as "20s"`); err != nil {
 		return nil, errf("check.timeout", "check.timeout: %v", err)
 	}
 	if c.Check.Timeout == 0 {
@@ -322,6 +353,16 @@ func Parse(path string, data []byte, env Env) (*Config, error) {
 		if err != nil {
 			return nil, errf(key("path"), "%s: path %v", label, err)
 		}
+		if stateDir != "" && within(stateDir, dest) {
+			what := "is inside"
+			if dest == stateDir {
+				what = "is"
+			}
+			return nil, errf(key("path"), "%s: path %q %s egoagent's own state folder %s, where it keeps its records and its lock; choose a path outside it", label, s.Path, what, tilde(stateDir, home))
+		}
+		if dest == self {
+			return nil, errf(key("path"), "%s: path %q is this configuration file, which the secret would overwrite; choose another path", label, s.Path)
+		}
 		if other, dup := paths[dest]; dup {
 			return nil, errf(key("path"), "%s writes %s, as secret %q already does; each file needs one owner", label, dest, other)
 		}
@@ -346,7 +387,7 @@ func Parse(path string, data []byte, env Env) (*Config, error) {
 			return nil, errf(key("policy"), "%s: unknown policy %q; use %q (default) or %q (for files their program rewrites, such as Codex's auth.json)", label, s.Policy, PolicyReplace, PolicyConsumerRewrites)
 		}
 		if s.Schedule != "" {
-			if err := validCron(s.Schedule); err != nil {
+			if err := validSchedule(s.Schedule, floor); err != nil {
 				return nil, errf(key("schedule"), "%s: schedule: %v", label, err)
 			}
 		}
@@ -356,6 +397,11 @@ func Parse(path string, data []byte, env Env) (*Config, error) {
 		})
 	}
 
+	type mirrorAt struct {
+		prefix string
+		line   int
+	}
+	mirrors := map[string][]mirrorAt{} // by vault
 	for i, m := range f.Mirror {
 		key := func(k string) string { return fmt.Sprintf("mirror.%d.%s", i, k) }
 		at := fmt.Sprintf("mirror.%d", i)
@@ -372,6 +418,22 @@ func Parse(path string, data []byte, env Env) (*Config, error) {
 		if !strings.HasSuffix(prefix, "/") {
 			return nil, errf(key("prefix"), "mirror prefix %q must end with '/', for example \"home/\"", prefix)
 		}
+		// Two mirrors of one vault whose prefixes nest would each install
+		// the same Document, at two paths, under one name.
+		for _, o := range mirrors[m.Vault] {
+			if o.prefix == prefix {
+				return nil, errf(key("prefix"), "this [[mirror]] of vault %q repeats the one at line %d (both with prefix %q); remove one of them", m.Vault, o.line, prefix)
+			}
+			short, long := o.prefix, prefix
+			if len(short) > len(long) {
+				short, long = long, short
+			}
+			if strings.HasPrefix(long, short) {
+				return nil, errf(key("prefix"), "this [[mirror]] of vault %q, prefix %q, overlaps the one at line %d, prefix %q: a Document titled %q would land at both ~/%s and ~/%s; remove one, or use prefixes where neither starts with the other",
+					m.Vault, prefix, o.line, o.prefix, long+"config", strings.TrimPrefix(long, short)+"config", "config")
+			}
+		}
+		mirrors[m.Vault] = append(mirrors[m.Vault], mirrorAt{prefix, lines.line(at)})
 		mode, err := parseMode(m.Mode)
 		if err != nil {
 			return nil, errf(key("mode"), "mirror of vault %q: %v", m.Vault, err)
@@ -380,36 +442,15 @@ func Parse(path string, data []byte, env Env) (*Config, error) {
 	}
 
 	if len(c.Secrets) == 0 && len(c.Mirrors) == 0 {
-		return nil, &Error{File: path, Msg: "nothing to do: add at least one [[secret]] or [[mirror]] table (see docs/configuration.md)"}
+		// Line 1 either way: there is no table to point at, and the top
+		// is where one is looked for.
+		what := "nothing to do"
+		if len(bytes.TrimSpace(data)) == 0 {
+			what = "the file is empty"
+		}
+		return nil, &Error{File: path, Line: 1, Msg: what + `: add at least one [[secret]] or [[mirror]] table, such as a line [[secret]] followed by name = "codex", ref = "op://egoengine/Codex Auth/auth.json" and path = "~/.codex/auth.json", each on a line of its own (see docs/configuration.md)`}
 	}
 	return c, nil
-}
-
-// decodeError turns go-toml's errors into ours, keeping the line.
-func decodeError(path string, err error) error {
-	var strict *toml.StrictMissingError
-	if errors.As(err, &strict) && len(strict.Errors) > 0 {
-		de := strict.Errors[0]
-		line, _ := de.Position()
-		return &Error{File: path, Line: line, Msg: fmt.Sprintf("unknown key %q; check its spelling against docs/configuration.md", strings.Join(de.Key(), "."))}
-	}
-	var de *toml.DecodeError
-	if errors.As(err, &de) {
-		line, _ := de.Position()
-		msg := strings.TrimPrefix(de.Error(), "toml: ")
-		if k := de.Key(); len(k) > 0 {
-			msg = fmt.Sprintf("%s: %s", strings.Join(k, "."), msg)
-		}
-		return &Error{File: path, Line: line, Msg: msg}
-	}
-	return &Error{File: path, Msg: err.Error()}
-}
-
-func validCron(spec string) error {
-	if _, err := cron.ParseStandard(spec); err != nil {
-		return fmt.Errorf("%q is not a schedule (%v); write five cron fields such as \"0 */6 * * *\" or a descriptor such as \"@every 6h\" or \"@daily\"", spec, err)
-	}
-	return nil
 }
 
 // parseMode accepts an octal string such as "0600". A secret file must be
@@ -464,6 +505,32 @@ func secretPath(p, home string) (string, error) {
 		return "", fmt.Errorf("%q is outside the home %s; secret files must live inside it", p, home)
 	}
 	return x, nil
+}
+
+// within reports whether p is dir or inside it; both are clean and
+// absolute.
+func within(dir, p string) bool {
+	rel, err := filepath.Rel(dir, p)
+	return err == nil && rel != ".." && !strings.HasPrefix(rel, "../")
+}
+
+// tilde writes p as ~/... when it is inside home, as the user would.
+func tilde(p, home string) string {
+	if rel, err := filepath.Rel(home, p); err == nil && rel != ".." && !strings.HasPrefix(rel, "../") {
+		if rel == "." {
+			return "~"
+		}
+		return "~/" + rel
+	}
+	return p
+}
+
+// whoami names the user this process runs as, for a permission message.
+func whoami() string {
+	if u, err := user.Current(); err == nil && u.Username != "" {
+		return fmt.Sprintf("user %s (uid %d)", u.Username, os.Getuid())
+	}
+	return fmt.Sprintf("uid %d", os.Getuid())
 }
 
 // InHome maps a mirrored Document title (with the prefix removed) to a path
