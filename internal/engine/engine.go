@@ -14,6 +14,7 @@ package engine
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -64,6 +65,9 @@ type Outcome struct {
 type Report struct {
 	Outcomes []Outcome `json:"outcomes"`
 	Calls    int       `json:"calls"`
+	// Notices are things about the pass as a whole that a person should
+	// know (a damaged state file set aside).
+	Notices []string `json:"notices,omitempty"`
 }
 
 // OK reports whether every secret the pass touched is usable and up to date.
@@ -130,10 +134,28 @@ func (e *Engine) Pass(ctx context.Context, opts Options) (*Report, error) {
 	}
 	defer unlock()
 
+	report := &Report{}
 	st, err := status.Load(e.StateDir)
+	var damaged *status.DamagedError
+	if errors.As(err, &damaged) {
+		// A damaged record must not stop secrets from arriving. Without it
+		// the pass knows no fingerprints, so consumer-rewrites keeps any
+		// local file that passes its check: the safe side.
+		moved, merr := status.MoveAside(damaged)
+		if merr != nil {
+			return nil, merr
+		}
+		st, err = &status.State{}, nil
+		report.Notices = append(report.Notices, fmt.Sprintf("the state file was damaged (%v); it was moved to %s and this pass started from an empty state", damaged.Err, moved))
+		e.Log.Warn("state file damaged; starting afresh", zap.String("moved_to", moved), zap.Error(damaged.Err))
+	}
 	if err != nil {
 		return nil, err
 	}
+	if err := status.CheckHome(st, e.StateDir, e.Home); err != nil {
+		return nil, err
+	}
+	st.Home = status.HomeID(e.Home)
 	fp, err := status.NewFingerprinter(e.StateDir)
 	if err != nil {
 		return nil, err
@@ -145,7 +167,6 @@ func (e *Engine) Pass(ctx context.Context, opts Options) (*Report, error) {
 	targets = e.claim(targets)
 	e.fetch(ctx, targets)
 
-	report := &Report{}
 	for _, t := range targets {
 		if err := ctx.Err(); err != nil {
 			// Stopped (SIGTERM, deadline): what is installed stays as it is,
@@ -442,7 +463,7 @@ func (e *Engine) apply(ctx context.Context, t *target, sec *status.Secret, fp *s
 	}
 	sec.Fetched = now
 
-	installed, exists, err := secretfile.Read(t.path)
+	exists, err := secretfile.Exists(t.path)
 	if err != nil {
 		e.fail(sec, err, "local", now)
 		return out()
@@ -455,8 +476,14 @@ func (e *Engine) apply(ctx context.Context, t *target, sec *status.Secret, fp *s
 	}
 
 	note := ""
-	if t.policy == config.PolicyConsumerRewrites && exists && !bytes.Equal(installed, t.value) {
-		if sec.Written == "" || fp.Sum(installed) != sec.Written {
+	if t.policy == config.PolicyConsumerRewrites && exists {
+		// Only this policy looks at the installed content.
+		installed, _, err := secretfile.Read(t.path)
+		if err != nil {
+			e.fail(sec, err, "local", now)
+			return out()
+		}
+		if !bytes.Equal(installed, t.value) && (sec.Written == "" || fp.Sum(installed) != sec.Written) {
 			local := e.check(ctx, t.check, installed)
 			switch {
 			case local.OK && !force:
@@ -529,7 +556,7 @@ func (e *Engine) refuse(sec *status.Secret, why string) {
 
 func (e *Engine) fail(sec *status.Secret, err error, class string, now time.Time) {
 	sec.State = status.Stale
-	if _, exists, _ := secretfile.Read(sec.Path); !exists {
+	if exists, _ := secretfile.Exists(sec.Path); !exists {
 		sec.State = status.Missing
 	}
 	if sec.StaleSince.IsZero() {

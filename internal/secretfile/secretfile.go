@@ -12,10 +12,12 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 )
 
 // Errors callers may test for with errors.Is.
@@ -106,15 +108,47 @@ func Read(path string) (data []byte, exists bool, err error) {
 	return data, true, nil
 }
 
-// Same reports whether the file at path holds exactly data with mode, so
-// that an unchanged secret causes no write at all.
-func Same(path string, data []byte, mode fs.FileMode) bool {
+// Exists reports whether an installed file is at path, without reading
+// it. A symlink or a non-regular file is an error, as in Read.
+func Exists(path string) (bool, error) {
 	fi, err := os.Lstat(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("cannot inspect %s: %w", path, err)
+	}
+	return true, regular(path, fi)
+}
+
+// Same reports whether the file at path holds exactly data with mode, so
+// that an unchanged secret causes no write at all. It compares a block at
+// a time: the secret is already in memory once, and a large unchanged file
+// must not be held a second time just to find that nothing changed.
+func Same(path string, data []byte, mode fs.FileMode) bool {
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	fi, err := f.Stat()
 	if err != nil || !fi.Mode().IsRegular() || fi.Mode().Perm() != mode.Perm() || fi.Size() != int64(len(data)) {
 		return false
 	}
-	cur, err := os.ReadFile(path)
-	return err == nil && bytes.Equal(cur, data)
+	buf := make([]byte, min(len(data), 64<<10)+1)
+	rest := data
+	for {
+		n, err := io.ReadFull(f, buf[:min(len(buf), len(rest)+1)])
+		if n > len(rest) || !bytes.Equal(buf[:n], rest[:n]) {
+			return false // longer than data, or different
+		}
+		rest = rest[n:]
+		if err != nil {
+			// EOF exactly where data ends means equal; a read error means
+			// we cannot tell, and rewriting is the safe answer.
+			return len(rest) == 0 && (errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF))
+		}
+	}
 }
 
 func regular(path string, fi fs.FileInfo) error {

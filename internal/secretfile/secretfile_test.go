@@ -212,3 +212,66 @@ func assertMode(t *testing.T, path string, want os.FileMode) {
 		t.Fatalf("%s: mode %s (%s), want %s", path, got, strconv.FormatUint(uint64(got.Perm()), 8), want)
 	}
 }
+
+// Same answers exactly, block boundaries included, and never blocks or
+// follows a link.
+func TestSameComparesExactly(t *testing.T) {
+	dir := t.TempDir()
+	block := 64 << 10
+	data := make([]byte, 3*block+7)
+	for i := range data {
+		data[i] = byte(i * 31)
+	}
+	p := filepath.Join(dir, "f")
+	write := func(b []byte, mode os.FileMode) {
+		os.Remove(p)
+		if err := os.WriteFile(p, b, mode); err != nil {
+			t.Fatal(err)
+		}
+		os.Chmod(p, mode)
+	}
+	flip := func(i int) []byte {
+		c := append([]byte(nil), data...)
+		c[i] ^= 1
+		return c
+	}
+	cases := []struct {
+		name string
+		file []byte
+		mode os.FileMode
+		want bool
+	}{
+		{"equal", data, 0o600, true},
+		{"first byte differs", flip(0), 0o600, false},
+		{"last byte of a block differs", flip(block - 1), 0o600, false},
+		{"first byte of a block differs", flip(block), 0o600, false},
+		{"last byte differs", flip(len(data) - 1), 0o600, false},
+		{"shorter", data[:len(data)-1], 0o600, false},
+		{"longer", append(append([]byte(nil), data...), 0), 0o600, false},
+		{"other mode", data, 0o400, false},
+	}
+	for _, c := range cases {
+		write(c.file, c.mode)
+		if got := Same(p, data, 0o600); got != c.want {
+			t.Errorf("%s: Same = %v", c.name, got)
+		}
+	}
+	write(nil, 0o600)
+	if !Same(p, nil, 0o600) || Same(p, []byte{0}, 0o600) {
+		t.Error("empty file")
+	}
+
+	write(data, 0o600)
+	link := filepath.Join(dir, "link")
+	os.Symlink(p, link)
+	if Same(link, data, 0o600) {
+		t.Error("followed a symlink")
+	}
+	fifo := filepath.Join(dir, "fifo")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if Same(fifo, nil, 0o600) {
+		t.Error("a FIFO is not a file")
+	}
+}

@@ -45,6 +45,7 @@ func OK(s string) bool { return s == Fresh || s == Kept }
 // State is the content of the state file.
 type State struct {
 	Version   int       `json:"version"`
+	Home      string    `json:"home,omitempty"` // the home this state folder belongs to (HomeID)
 	UpdatedAt time.Time `json:"updated_at"`
 	LastPass  *Pass     `json:"last_pass,omitempty"`
 	Daemon    *Daemon   `json:"daemon,omitempty"`
@@ -65,6 +66,7 @@ type Pass struct {
 // state file's lock; Load merges it in.
 type Daemon struct {
 	PID         int                  `json:"pid"`
+	Home        string               `json:"home,omitempty"` // the home it serves (HomeID)
 	Started     time.Time            `json:"started"`
 	Running     bool                 `json:"running"` // filled in by Load: is that daemon alive now?
 	ConfigFile  string               `json:"config_file"`
@@ -144,8 +146,10 @@ func Load(dir string) (*State, error) {
 		return nil, err
 	}
 	var d Daemon
+	// The daemon rewrites its report whenever anything changes: a damaged
+	// one is as good as none, and must not stop status from showing the rest.
 	if err := readJSON(filepath.Join(dir, DaemonFile), &d); err != nil {
-		return nil, err
+		d = Daemon{}
 	}
 	if d.PID != 0 {
 		d.Running = DaemonAlive(dir)
@@ -168,9 +172,34 @@ func readJSON(path string, v any) error {
 		return fmt.Errorf("cannot read %s: %w", path, err)
 	}
 	if err := json.Unmarshal(b, v); err != nil {
-		return fmt.Errorf("%s is damaged (%v); delete it and run `egoagent sync`", path, err)
+		return &DamagedError{Path: path, Err: err}
 	}
 	return nil
+}
+
+// DamagedError means a file in the state folder holds something that is
+// not its JSON (a full disk, a hand edit). The next pass moves it aside
+// with MoveAside and starts from an empty state.
+type DamagedError struct {
+	Path string
+	Err  error
+}
+
+func (e *DamagedError) Error() string {
+	return fmt.Sprintf("%s is damaged (%v); the next pass (egoagent sync or refresh) moves it aside and starts afresh", e.Path, e.Err)
+}
+
+func (e *DamagedError) Unwrap() error { return e.Err }
+
+// MoveAside renames a damaged state file to <name>.damaged, replacing an
+// older such copy, so that a person can still look at it, and returns the
+// new path.
+func MoveAside(e *DamagedError) (string, error) {
+	to := e.Path + ".damaged"
+	if err := os.Rename(e.Path, to); err != nil {
+		return "", fmt.Errorf("%s is damaged and cannot be moved aside: %w", e.Path, err)
+	}
+	return to, nil
 }
 
 // Save writes the state file atomically. The daemon's report is not part of
@@ -214,6 +243,47 @@ func DaemonAlive(dir string) bool {
 		return errors.Is(err, syscall.EWOULDBLOCK)
 	}
 	return false
+}
+
+// HomeID names a home for the ownership checks: its real path, so that a
+// home reached through a link is still the same home.
+func HomeID(home string) string {
+	if p, err := filepath.EvalSymlinks(home); err == nil {
+		return p
+	}
+	return filepath.Clean(home)
+}
+
+// ForeignError means a state folder, or the daemon serving it, belongs to
+// another home than the one asking: the folder is shared (a symbolic link,
+// a bind mount, two HOMEs over one disk). Answering from it would report
+// the other home's secrets as this one's.
+type ForeignError struct {
+	Dir   string // the state folder, as this home names it
+	Owner string // the home it belongs to
+	Home  string // the home that asked
+	PID   int    // the daemon's, when a daemon answered
+}
+
+func (e *ForeignError) Error() string {
+	who := "belongs to"
+	if e.PID != 0 {
+		who = fmt.Sprintf("is served by a daemon (pid %d) for", e.PID)
+	}
+	how := "shared with it"
+	if target, err := os.Readlink(e.Dir); err == nil {
+		how = "a symbolic link to " + target
+	}
+	return fmt.Sprintf("the state folder %s %s the home %s, not %s: it is %s; each home needs a state folder of its own (remove the link, or run egoagent with that home's HOME)", e.Dir, who, e.Owner, e.Home, how)
+}
+
+// CheckHome reports a *ForeignError when s was recorded for another home.
+// A state without an owner (new, or older than this check) is anyone's.
+func CheckHome(s *State, dir, home string) error {
+	if id := HomeID(home); s.Home != "" && s.Home != id {
+		return &ForeignError{Dir: dir, Owner: s.Home, Home: id}
+	}
+	return nil
 }
 
 // Fingerprinter computes keyed fingerprints of file contents.

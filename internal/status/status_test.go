@@ -3,6 +3,7 @@ package status
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -88,7 +89,57 @@ func TestSaveLoadKeepsDaemonApart(t *testing.T) {
 func TestDamagedStateSaysWhatToDo(t *testing.T) {
 	dir := t.TempDir()
 	os.WriteFile(filepath.Join(dir, StateFile), []byte("{"), 0o600)
-	if _, err := Load(dir); err == nil || !strings.Contains(err.Error(), "delete it and run `egoagent sync`") {
+	_, err := Load(dir)
+	var d *DamagedError
+	if !errors.As(err, &d) || !strings.Contains(err.Error(), "the next pass (egoagent sync or refresh) moves it aside") {
+		t.Fatalf("err = %v", err)
+	}
+	moved, err := MoveAside(d)
+	if err != nil || moved != filepath.Join(dir, StateFile)+".damaged" {
+		t.Fatalf("MoveAside = %q, %v", moved, err)
+	}
+	if st, err := Load(dir); err != nil || len(st.Secrets) != 0 {
+		t.Fatalf("after moving aside: %v", err)
+	}
+}
+
+// A damaged daemon report is as good as none: status still shows the
+// state.
+func TestDamagedDaemonReportIsIgnored(t *testing.T) {
+	dir := t.TempDir()
+	Save(dir, &State{Secrets: []Secret{{Name: "a", State: Fresh}}})
+	os.WriteFile(filepath.Join(dir, DaemonFile), []byte("{\x00"), 0o600)
+	st, err := Load(dir)
+	if err != nil || st.Daemon != nil || len(st.Secrets) != 1 {
+		t.Fatalf("%+v, %v", st, err)
+	}
+}
+
+// A state folder reached from another home is refused, whatever route
+// leads there; the same home through a link is the same home.
+func TestCheckHome(t *testing.T) {
+	base := t.TempDir()
+	a, b := filepath.Join(base, "a"), filepath.Join(base, "b")
+	os.Mkdir(a, 0o700)
+	os.Mkdir(b, 0o700)
+	link := filepath.Join(base, "link-to-a")
+	os.Symlink(a, link)
+	st := &State{Home: HomeID(a)}
+	for home, ok := range map[string]bool{a: true, link: true, a + "/": true, b: false, base: false} {
+		err := CheckHome(st, Dir(home), home)
+		var fe *ForeignError
+		if ok != (err == nil) || (!ok && !errors.As(err, &fe)) {
+			t.Errorf("home %s: %v", home, err)
+		}
+	}
+	if err := CheckHome(&State{}, Dir(b), b); err != nil {
+		t.Errorf("a state with no owner yet: %v", err)
+	}
+	os.MkdirAll(filepath.Join(a, ".local/state/egoagent"), 0o700)
+	os.MkdirAll(filepath.Join(b, ".local/state"), 0o700)
+	os.Symlink(filepath.Join(a, ".local/state/egoagent"), Dir(b))
+	err := CheckHome(st, Dir(b), b)
+	if err == nil || !strings.Contains(err.Error(), "symbolic link to "+filepath.Join(a, ".local/state/egoagent")) || !strings.Contains(err.Error(), a) {
 		t.Fatalf("err = %v", err)
 	}
 }
