@@ -16,6 +16,7 @@ import (
 	"github.com/veraticus/egoengine/internal/config"
 	"github.com/veraticus/egoengine/internal/daemon"
 	"github.com/veraticus/egoengine/internal/engine"
+	"github.com/veraticus/egoengine/internal/printable"
 	"github.com/veraticus/egoengine/internal/status"
 )
 
@@ -44,7 +45,7 @@ func syncCommand() *cli.Command {
 				if rerr != nil {
 					return rerr
 				}
-				cfg, err = config.Parse(e.configPath(), data, config.Env{Home: e.home})
+				cfg, err = config.Parse(e.configPath(), data, e.configEnv())
 				if err != nil {
 					err = usageError{err}
 				}
@@ -54,23 +55,59 @@ func syncCommand() *cli.Command {
 			if err != nil {
 				return childReport(c, nil, err)
 			}
-			// SIGTERM stops the pass between two secrets; a write under way
-			// completes or never happens, it is never partial.
-			ctx, stop := signal.NotifyContext(c.Context, syscall.SIGTERM, syscall.SIGINT)
-			defer stop()
-			ctx, cancel := context.WithTimeout(ctx, c.Duration("timeout"))
-			defer cancel()
 			eng, done, err := e.newEngine(cfg)
 			if err != nil {
 				return childReport(c, nil, err)
 			}
 			defer done()
-			rep, err := eng.Pass(ctx, engine.Options{
+			rep, err := runPass(c.Context, c.Duration("timeout"), eng, engine.Options{
 				Trigger: c.String("trigger"), Names: c.Args().Slice(),
 				Exclude: c.StringSlice("exclude"), Force: c.Bool("force"),
 			})
 			return childReport(c, rep, err)
 		},
+	}
+}
+
+// stopGrace is how long a pass gets to stop between two secrets, once told
+// to, before this process gives up on it.
+const stopGrace = 2 * time.Second
+
+// runPass runs one pass in this process, which SIGTERM, SIGINT and the
+// timeout stop. The engine stops between two secrets; a source stuck where
+// it cannot see its context (a read that never returns) is abandoned after
+// stopGrace, and the process exits anyway: writes are atomic and the pass
+// lock is an flock, so leaving mid-pass loses nothing. That is also how a
+// pass ends with its daemon, which has the kernel send it SIGTERM when it
+// dies (see daemon.ChildRunner).
+func runPass(parent context.Context, timeout time.Duration, eng *engine.Engine, opts engine.Options) (*engine.Report, error) {
+	ctx, stop := signal.NotifyContext(parent, syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	type result struct {
+		rep *engine.Report
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		rep, err := eng.Pass(ctx, opts)
+		done <- result{rep, err}
+	}()
+	select {
+	case r := <-done:
+		return r.rep, r.err
+	case <-ctx.Done():
+	}
+	select {
+	case r := <-done:
+		return r.rep, r.err
+	case <-time.After(stopGrace):
+		why := "it was interrupted"
+		if parent.Err() == nil && errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			why = fmt.Sprintf("it ran past its timeout of %s", timeout)
+		}
+		return nil, fmt.Errorf("the pass was abandoned %s after %s, stuck waiting on its source; every installed file is as it was", stopGrace, why)
 	}
 }
 
@@ -91,21 +128,25 @@ func childReport(c *cli.Context, rep *engine.Report, err error) error {
 }
 
 // reportOutcome prints a pass's report a line per secret and turns it into
-// the contract's exit code.
+// the contract's exit code. Names come from 1Password titles and errors from
+// anywhere: each is made printable, so that one secret is one line.
 func reportOutcome(w io.Writer, rep *engine.Report, err error) error {
 	if rep != nil {
 		for _, o := range rep.Outcomes {
-			line := fmt.Sprintf("%s: %s", o.Name, o.State)
+			line := fmt.Sprintf("%s: %s", printable.Name(o.Name), printable.Name(o.State))
 			if o.Note != "" {
-				line += " (" + o.Note + ")"
+				line += " (" + printable.Text(o.Note) + ")"
 			}
 			if o.Class != "" {
-				line += " (" + o.Class + ")"
+				line += " (" + printable.Name(o.Class) + ")"
 			}
 			if o.Error != "" {
-				line += ": " + o.Error
+				line += ": " + printable.Text(o.Error)
 			}
 			fmt.Fprintln(w, line)
+		}
+		for _, n := range rep.Notices {
+			fmt.Fprintln(w, "note: "+printable.Text(n))
 		}
 	}
 	return exitFor(rep, err)
@@ -139,6 +180,9 @@ func statusCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
+			if err := checkHome(st, e); err != nil {
+				return usageError{err}
+			}
 			if c.Bool("json") {
 				err = status.JSON(c.App.Writer, st)
 			} else {
@@ -146,6 +190,15 @@ func statusCommand() *cli.Command {
 			}
 			if err != nil {
 				return err
+			}
+			// The state says how the last passes went; a broken config says
+			// how the next ones will go, so it decides the exit code first.
+			if _, err := e.loadConfig(); err != nil {
+				then := "egoagent start, sync and refresh refuse to run until it is fixed"
+				if st.Daemon != nil && st.Daemon.Running {
+					then = "the running daemon keeps the previous configuration until the file is fixed"
+				}
+				return usageError{fmt.Errorf("%w (%s)", err, then)}
 			}
 			for _, s := range st.Secrets {
 				if !status.OK(s.State) {
@@ -176,8 +229,24 @@ func metadataCommand() *cli.Command {
 				fmt.Fprintln(c.App.Writer, "egoagent: state unreadable, run egoagent status")
 				return nil
 			}
+			if status.CheckHome(st, status.Dir(home), home) != nil {
+				fmt.Fprintln(c.App.Writer, "egoagent: state folder shared with another home, run egoagent status")
+				return nil
+			}
 			fmt.Fprintln(c.App.Writer, status.Metadata(st, time.Now()))
 			return nil
 		},
 	}
+}
+
+// checkHome reports a state folder, or the daemon on it, that belongs to
+// another home.
+func checkHome(st *status.State, e *env) error {
+	if err := status.CheckHome(st, e.stateDir, e.home); err != nil {
+		return err
+	}
+	if d := st.Daemon; d != nil && d.Running && d.Home != "" && d.Home != status.HomeID(e.home) {
+		return &status.ForeignError{Dir: e.stateDir, Owner: d.Home, Home: status.HomeID(e.home), PID: d.PID}
+	}
+	return nil
 }

@@ -106,7 +106,9 @@ func startCommand() *cli.Command {
 					return err
 				}
 			}
-			resp, err := callWhenUp(ctx, e.stateDir, daemon.Request{Op: "refresh", Trigger: "start"})
+			req := e.request("refresh")
+			req.Trigger = "start"
+			resp, err := callWhenUp(ctx, e.stateDir, req)
 			if err != nil {
 				if ctx.Err() != nil {
 					return cli.Exit(fmt.Sprintf("the first pass did not finish within %s; the daemon carries on (egoagent status shows progress, log: %s)", deadline, logPath), exitFailed)
@@ -180,7 +182,8 @@ func refreshCommand() *cli.Command {
 			}
 			ctx, cancel := context.WithTimeout(c.Context, c.Duration("timeout"))
 			defer cancel()
-			req := daemon.Request{Op: "refresh", Names: c.Args().Slice(), Force: c.Bool("force")}
+			req := e.request("refresh")
+			req.Names, req.Force = c.Args().Slice(), c.Bool("force")
 			resp, err := daemon.Call(ctx, e.stateDir, req)
 			if errors.Is(err, daemon.ErrNoDaemon) {
 				// No daemon: do the pass here, as sync would.
@@ -193,7 +196,7 @@ func refreshCommand() *cli.Command {
 					return err
 				}
 				defer done()
-				rep, err := eng.Pass(ctx, engine.Options{Trigger: "refresh", Names: req.Names, Force: req.Force})
+				rep, err := runPass(c.Context, c.Duration("timeout"), eng, engine.Options{Trigger: "refresh", Names: req.Names, Force: req.Force})
 				return reportOutcome(c.App.Writer, rep, err)
 			}
 			if err != nil {

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"time"
 
 	"github.com/urfave/cli/v2"
 	"go.uber.org/zap"
@@ -15,7 +16,9 @@ import (
 
 	"github.com/veraticus/egoengine/internal/check"
 	"github.com/veraticus/egoengine/internal/config"
+	"github.com/veraticus/egoengine/internal/daemon"
 	"github.com/veraticus/egoengine/internal/engine"
+	"github.com/veraticus/egoengine/internal/printable"
 	"github.com/veraticus/egoengine/internal/source"
 	"github.com/veraticus/egoengine/internal/status"
 )
@@ -64,15 +67,28 @@ func newEnv(c *cli.Context) (*env, error) {
 	return &env{home: home, stateDir: status.Dir(home), log: log, c: c}, nil
 }
 
+// configPath is absolute, so that the daemon and its clients can tell
+// whether they mean the same file.
 func (e *env) configPath() string {
-	if p := e.c.String("config"); p != "" {
-		return p
+	p := e.c.String("config")
+	if p == "" {
+		p = config.Path(e.home)
 	}
-	return config.Path(func(string) string { return "" }, e.home)
+	if abs, err := filepath.Abs(p); err == nil {
+		p = abs
+	}
+	return p
+}
+
+func (e *env) configEnv() config.Env { return config.Env{Home: e.home, StateDir: e.stateDir} }
+
+// request is a control-socket request that says who asks.
+func (e *env) request(op string) daemon.Request {
+	return daemon.Request{Op: op, Home: e.home, Config: e.configPath()}
 }
 
 func (e *env) loadConfig() (*config.Config, error) {
-	cfg, err := config.Load(e.configPath(), config.Env{Home: e.home})
+	cfg, err := config.Load(e.configPath(), e.configEnv())
 	if err != nil {
 		return nil, usageError{err}
 	}
@@ -119,8 +135,17 @@ func (e *env) newEngine(cfg *config.Config) (eng *engine.Engine, done func(), er
 		return nil, nil, err
 	}
 	done = func() {
-		if c, ok := src.(io.Closer); ok {
-			c.Close()
+		c, ok := src.(io.Closer)
+		if !ok {
+			return
+		}
+		// A helper stuck in a request can hold up Close: after stopGrace
+		// it is left to the kernel, which kills it when this process ends.
+		closed := make(chan struct{})
+		go func() { c.Close(); close(closed) }()
+		select {
+		case <-closed:
+		case <-time.After(stopGrace):
 		}
 	}
 	return &engine.Engine{
@@ -138,7 +163,9 @@ func (e *env) newEngine(cfg *config.Config) (eng *engine.Engine, done func(), er
 }
 
 // newLogger logs for people on a terminal and for machines elsewhere. Log
-// lines carry names, paths, references and error classes, never values.
+// lines carry names, paths, references and error classes, never values;
+// in both formats they are made printable, since names and errors come
+// from outside.
 func newLogger(format string, verbose bool) (*zap.Logger, error) {
 	switch format {
 	case "auto":
@@ -165,7 +192,7 @@ func newLogger(format string, verbose bool) (*zap.Logger, error) {
 		ec.EncodeTime = zapcore.RFC3339TimeEncoder
 		enc = zapcore.NewJSONEncoder(ec)
 	}
-	return zap.New(zapcore.NewCore(enc, zapcore.Lock(os.Stderr), level)), nil
+	return zap.New(printable.Core(zapcore.NewCore(enc, zapcore.Lock(os.Stderr), level))), nil
 }
 
 func isTerminal(f *os.File) bool {

@@ -9,6 +9,9 @@ import (
 	"os"
 
 	"github.com/urfave/cli/v2"
+
+	"github.com/veraticus/egoengine/internal/printable"
+	"github.com/veraticus/egoengine/internal/status"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -64,7 +67,8 @@ func run(args []string) int {
 		return exitOK
 	}
 	if msg := err.Error(); msg != "" {
-		fmt.Fprintln(os.Stderr, "egoagent:", msg)
+		// Errors quote names, paths and messages from outside.
+		fmt.Fprintln(os.Stderr, "egoagent:", printable.Text(msg))
 	}
 	return exitCode(err)
 }
@@ -77,7 +81,8 @@ func (e usageError) Unwrap() error { return e.err }
 
 func exitCode(err error) int {
 	var u usageError
-	if errors.As(err, &u) {
+	var foreign *status.ForeignError
+	if errors.As(err, &u) || errors.As(err, &foreign) {
 		return exitUsage
 	}
 	var c cli.ExitCoder

@@ -23,11 +23,67 @@ import (
 // sockets and files, without a separate build step.
 const asMainEnv = "EGOAGENT_TEST_AS_MAIN"
 
+// runMarkEnv marks every process this test run starts (they inherit it),
+// so that the run can tell its own leftovers from anyone else's.
+const runMarkEnv = "EGOAGENT_TEST_RUN"
+
 func TestMain(m *testing.M) {
 	if os.Getenv(asMainEnv) == "1" {
 		os.Exit(run(os.Args))
 	}
-	os.Exit(m.Run())
+	mark := fmt.Sprintf("%s=%d-%d", runMarkEnv, os.Getpid(), time.Now().UnixNano())
+	os.Setenv(runMarkEnv, strings.TrimPrefix(mark, runMarkEnv+"="))
+	code := m.Run()
+	if left := leftovers(mark, 10*time.Second); len(left) > 0 {
+		// A daemon, a pass or a helper that outlived the test that
+		// started it: in a workspace, that would be a process the
+		// container never reaps.
+		fmt.Fprintf(os.Stderr, "FAIL: %d process(es) outlived the tests:\n%s", len(left), strings.Join(left, ""))
+		code = 1
+	}
+	os.Exit(code)
+}
+
+// leftovers waits up to within for every process carrying mark to end,
+// then kills and describes those that did not.
+func leftovers(mark string, within time.Duration) []string {
+	find := func() map[int]string {
+		found := map[int]string{}
+		procs, _ := filepath.Glob("/proc/[0-9]*")
+		for _, p := range procs {
+			env, _ := os.ReadFile(p + "/environ")
+			if !bytes.Contains(env, []byte("\x00"+mark+"\x00")) && !bytes.HasPrefix(env, []byte(mark+"\x00")) {
+				continue
+			}
+			var pid int
+			fmt.Sscan(filepath.Base(p), &pid)
+			if pid == os.Getpid() {
+				continue
+			}
+			if st, _ := os.ReadFile(p + "/stat"); bytes.Contains(st, []byte(") Z ")) {
+				continue // a zombie has ended; its parent has yet to reap it
+			}
+			cmdline, _ := os.ReadFile(p + "/cmdline")
+			found[pid] = fmt.Sprintf("  pid %d: %s\n", pid, bytes.ReplaceAll(bytes.TrimRight(cmdline, "\x00"), []byte{0}, []byte{' '}))
+		}
+		return found
+	}
+	end := time.Now().Add(within)
+	for {
+		found := find()
+		if len(found) == 0 {
+			return nil
+		}
+		if time.Now().After(end) {
+			var out []string
+			for pid, desc := range found {
+				syscall.Kill(pid, syscall.SIGKILL)
+				out = append(out, desc)
+			}
+			return out
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }
 
 // workspace is a throwaway home with a directory source and a config.

@@ -51,6 +51,10 @@ func (r ChildRunner) Run(ctx context.Context, cfg *Loaded, opts engine.Options) 
 	cmd.Stdout = &out
 	cmd.Stderr = os.Stderr
 	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
+	// A pass must not outlive its daemon, even one killed outright (Docker
+	// stopping a container without grace): the kernel sends the child
+	// SIGTERM then, and `sync` honours it (see stopGrace).
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
 	cmd.WaitDelay = stopGrace
 	err := cmd.Run()
 

@@ -28,6 +28,12 @@ type Request struct {
 	Force bool     `json:"force,omitempty"` // refresh: override consumer-rewrites
 	// Trigger names who asked, for the state file ("refresh", "start").
 	Trigger string `json:"trigger,omitempty"`
+	// Home and Config say which home and configuration the caller means.
+	// The daemon answers only when they are its own: a state folder
+	// shared between homes, or a caller with another config, must not get
+	// a report about secrets it did not ask for.
+	Home   string `json:"home"`
+	Config string `json:"config"`
 }
 
 // Response is the daemon's answer.

@@ -53,7 +53,7 @@ func Load(path, home string) (*Loaded, error) {
 	if err != nil {
 		return nil, err
 	}
-	cfg, err := config.Parse(path, data, config.Env{Home: home})
+	cfg, err := config.Parse(path, data, config.Env{Home: home, StateDir: status.Dir(home)})
 	if err != nil {
 		return nil, err
 	}
@@ -105,6 +105,13 @@ func (d *Daemon) Serve(ctx context.Context) error {
 	if err := status.EnsureDir(d.StateDir); err != nil {
 		return err
 	}
+	// Before the lock: another home's daemon holding it must not read as
+	// "already running for this home".
+	if st, err := status.Load(d.StateDir); err == nil {
+		if err := status.CheckHome(st, d.StateDir, d.Home); err != nil {
+			return err
+		}
+	}
 	unlock, err := lockDaemon(d.StateDir)
 	if err != nil {
 		return err
@@ -135,8 +142,9 @@ func (d *Daemon) Serve(ctx context.Context) error {
 		Daemon: d, cur: cur, fp: fp, watcher: w,
 		rng:   rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), uint64(os.Getpid()))),
 		calls: make(chan call),
+		dirty: map[string]time.Time{},
 		done:  make(chan result, 1),
-		info:  status.Daemon{PID: os.Getpid(), Started: time.Now(), ConfigFile: cur.Path},
+		info:  status.Daemon{PID: os.Getpid(), Home: status.HomeID(d.Home), Started: time.Now(), ConfigFile: cur.Path},
 	}
 	s.plan = NewPlanner(cur.Config, time.Now(), s.rng)
 	if d.InitialPass {
@@ -161,6 +169,7 @@ type server struct {
 
 	queue    []*job
 	running  *job
+	dirty    map[string]time.Time // secret → when to judge its file events
 	cancel   context.CancelFunc
 	reloadAt time.Time
 }
@@ -173,6 +182,7 @@ func (s *server) loop(ctx context.Context) error {
 	defer timer.Stop()
 
 	for {
+		s.judge(time.Now())
 		s.startNext()
 		s.saveInfo()
 		timer.Reset(s.wait())
@@ -200,8 +210,10 @@ func (s *server) loop(ctx context.Context) error {
 // wait returns how long to sleep until the next planned thing.
 func (s *server) wait() time.Duration {
 	next := s.plan.Next()
-	if !s.reloadAt.IsZero() && (next.IsZero() || s.reloadAt.Before(next)) {
-		next = s.reloadAt
+	for _, t := range []time.Time{s.reloadAt, s.nextJudge()} {
+		if !t.IsZero() && (next.IsZero() || t.Before(next)) {
+			next = t
+		}
 	}
 	if next.IsZero() {
 		return time.Hour
@@ -232,6 +244,10 @@ func (s *server) tick() {
 
 // handle answers a control-socket request.
 func (s *server) handle(c call) {
+	if err := s.serves(c.req); err != nil {
+		c.reply <- Response{Error: err.Error(), Usage: true}
+		return
+	}
 	switch c.req.Op {
 	case "status":
 		st, err := status.Load(s.StateDir)
@@ -257,6 +273,30 @@ func (s *server) handle(c call) {
 	default:
 		c.reply <- Response{Error: fmt.Sprintf("unknown request %q", c.req.Op), Usage: true}
 	}
+}
+
+// serves reports an error unless req comes from the home and names the
+// configuration this daemon serves.
+func (s *server) serves(req Request) error {
+	if req.Home == "" || req.Config == "" {
+		return errors.New("the request does not say which home and configuration it is for; use the egoagent binary that started this daemon")
+	}
+	if id := status.HomeID(req.Home); id != s.info.Home {
+		return &status.ForeignError{Dir: status.Dir(req.Home), Owner: s.info.Home, Home: id, PID: s.info.PID}
+	}
+	if !sameFile(req.Config, s.cur.Path) {
+		return fmt.Errorf("the running daemon (pid %d) uses the configuration %s, not %s; run egoagent with --config %s (or EGOAGENT_CONFIG), or stop the daemon (kill %d) and run egoagent start with the configuration you want", s.info.PID, s.cur.Path, req.Config, s.cur.Path, s.info.PID)
+	}
+	return nil
+}
+
+func sameFile(a, b string) bool {
+	if a == b {
+		return true
+	}
+	fa, erra := os.Stat(a)
+	fb, errb := os.Stat(b)
+	return erra == nil && errb == nil && os.SameFile(fa, fb)
 }
 
 // startNext starts the next queued pass if none is running. Requests that
@@ -486,9 +526,46 @@ func (s *server) fileEvent(ev fsnotify.Event) {
 	if name == "" || strings.Contains(filepath.Base(ev.Name), ".egoagent-tmp-") {
 		return
 	}
-	if !s.plan.Touch(name, time.Now()) {
-		s.Log.Warn("file keeps changing; waiting for the schedule", zap.String("secret", name), zap.String("path", ev.Name))
+	// Judged later, not now: the event may be egoagent's own write, whose
+	// fingerprint the state has only once the pass that wrote it is over.
+	s.dirty[name] = time.Now().Add(watchDebounce)
+}
+
+// judge turns file events into watch passes once no pass is running and
+// the files have had a moment to settle: only a file that is no longer
+// what egoagent last wrote (deleted, replaced, rewritten by its consumer)
+// gets a pass and counts against the watch limits. egoagent's own writes
+// never do.
+func (s *server) judge(now time.Time) {
+	if s.running != nil {
+		return
 	}
+	var ready []string
+	for name, at := range s.dirty {
+		if !at.After(now) {
+			ready = append(ready, name)
+			delete(s.dirty, name)
+		}
+	}
+	for _, name := range s.changedByOthers(ready) {
+		if due := s.plan.Touch(name, now); due.Sub(now) > watchMinGap {
+			s.Log.Warn("file keeps changing; its next pass waits", zap.String("secret", name), zap.Time("at", due))
+		}
+	}
+}
+
+// nextJudge is when judge has something to do, or zero.
+func (s *server) nextJudge() time.Time {
+	var next time.Time
+	if s.running != nil {
+		return next
+	}
+	for _, at := range s.dirty {
+		if next.IsZero() || at.Before(next) {
+			next = at
+		}
+	}
+	return next
 }
 
 // secretAt returns the name of the secret written to path, if any.

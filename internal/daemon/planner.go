@@ -204,7 +204,7 @@ func (p *Planner) covered(exclude []string) {
 	}
 	for n := range p.touched {
 		if !slices.Contains(exclude, n) {
-			delete(p.touched, n)
+			p.untouch(n)
 		}
 	}
 }
@@ -213,33 +213,58 @@ func (p *Planner) coveredName(name string) {
 	if r := p.retries[name]; r != nil {
 		r.at = time.Time{}
 	}
-	delete(p.touched, name)
+	p.untouch(name)
 }
 
 // Touch records that the watcher saw the file of secret name change in a
-// way egoagent did not cause. Its pass comes after a short debounce; a file
-// that keeps changing is passed over until the next scheduled pass, so that
-// a fight with another writer cannot spend the 1Password quota.
-func (p *Planner) Touch(name string, now time.Time) bool {
+// way egoagent did not cause, and returns when that file's pass is due.
+// The pass comes after a short debounce, at least watchMinGap after the
+// file's previous watch pass, and never as the thirteenth in an hour: a
+// change that finds the hour's watchPerHour passes used waits until the
+// oldest of them is an hour old. No change is ever dropped, so a deleted
+// file always comes back; a fight with another writer still cannot spend
+// more than watchPerHour passes an hour of the 1Password quota.
+func (p *Planner) Touch(name string, now time.Time) time.Time {
+	if due, pending := p.touched[name]; pending {
+		return due // that pass will see this change too
+	}
 	recent := p.watched[name][:0]
 	for _, t := range p.watched[name] {
 		if now.Sub(t) < time.Hour {
 			recent = append(recent, t)
 		}
 	}
-	p.watched[name] = recent
-	if len(recent) >= watchPerHour {
-		return false
-	}
 	due := now.Add(watchDebounce)
-	if n := len(recent); n > 0 && recent[n-1].Add(watchMinGap).After(due) {
-		due = recent[n-1].Add(watchMinGap)
+	if n := len(recent); n > 0 {
+		due = later(due, recent[n-1].Add(watchMinGap))
 	}
-	if _, pending := p.touched[name]; !pending {
-		p.watched[name] = append(p.watched[name], due)
-		p.touched[name] = due
+	if n := len(recent); n >= watchPerHour {
+		// recent is in order: each due is later than the one before.
+		due = later(due, recent[n-watchPerHour].Add(time.Hour))
 	}
-	return true
+	p.watched[name] = append(recent, due)
+	p.touched[name] = due
+	return due
+}
+
+func later(a, b time.Time) time.Time {
+	if b.After(a) {
+		return b
+	}
+	return a
+}
+
+// untouch drops name's pending watch pass, which another pass made
+// unnecessary; it never ran, so it does not count against the hour.
+func (p *Planner) untouch(name string) {
+	due, ok := p.touched[name]
+	if !ok {
+		return
+	}
+	delete(p.touched, name)
+	if w := p.watched[name]; len(w) > 0 && w[len(w)-1].Equal(due) {
+		p.watched[name] = w[:len(w)-1]
+	}
 }
 
 // Observe updates retries and holds from a finished pass.

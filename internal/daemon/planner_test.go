@@ -17,7 +17,13 @@ import (
 	"github.com/veraticus/egoengine/internal/status"
 )
 
+// A directory source has no schedule floor (it spends no 1Password
+// requests), which lets these tests plan minutes apart.
 const plannerConfig = `
+[source]
+kind = "dir"
+dir = "/nonexistent"
+
 [schedule]
 refresh = "@every 1m"
 jitter = "0s"
@@ -208,5 +214,92 @@ func TestTouchDebouncesAndCaps(t *testing.T) {
 	}
 	if passes != watchPerHour {
 		t.Fatalf("%d watch passes in ten minutes of changes, want the cap %d", passes, watchPerHour)
+	}
+}
+
+// dailyConfig has no scheduled pass in the hours these tests simulate.
+const dailyConfig = `
+[schedule]
+refresh = "0 0 * * *"
+jitter = "0s"
+
+[[secret]]
+name = "a"
+ref = "op://v/a/f"
+path = "~/a"
+`
+
+// The watch rule, under a file deleted (or rewritten: to the planner both
+// are a change) every 6 s for two hours: every change gets a pass, none
+// later than an hour; passes are at least watchMinGap apart and never more
+// than watchPerHour in any hour; the first watchPerHour come at once.
+func TestWatchRuleUnderRepeatedChanges(t *testing.T) {
+	cfg, err := config.Parse("t", []byte(dailyConfig), config.Env{Home: "/h"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC)
+	p := NewPlanner(cfg, start, rand.New(rand.NewPCG(1, 1)))
+	var changes, passes []time.Time
+	step := 100 * time.Millisecond
+	for at := start; at.Before(start.Add(3 * time.Hour)); at = at.Add(step) {
+		if off := at.Sub(start); off < 2*time.Hour && off%(6*time.Second) == 0 {
+			changes = append(changes, at)
+			p.Touch("a", at)
+		}
+		for {
+			pass, ok := p.Due(at)
+			if !ok {
+				break
+			}
+			if pass.Trigger == "watch" {
+				passes = append(passes, at)
+			}
+		}
+	}
+	for i, at := range passes {
+		if i > 0 && at.Sub(passes[i-1]) < watchMinGap {
+			t.Fatalf("passes %v apart", at.Sub(passes[i-1]))
+		}
+		if i >= watchPerHour && at.Sub(passes[i-watchPerHour]) < time.Hour {
+			t.Fatalf("%d passes within an hour, ending at %v", watchPerHour+1, at.Sub(start))
+		}
+	}
+	for i := 0; i < watchPerHour; i++ {
+		if d := passes[i].Sub(changes[i]); d > watchDebounce+step {
+			t.Fatalf("change %d waited %v with the hour's passes unused", i, d)
+		}
+	}
+	// Every change is followed by a pass within the hour.
+	j := 0
+	for _, c := range changes {
+		for j < len(passes) && passes[j].Before(c) {
+			j++
+		}
+		if j == len(passes) || passes[j].Sub(c) > time.Hour+watchDebounce+step {
+			t.Fatalf("the change at %v got no pass within the hour", c.Sub(start))
+		}
+	}
+}
+
+// A watch pass that a full pass made unnecessary never ran, so it does not
+// use up one of the hour's watch passes.
+func TestCoveredWatchPassesDoNotCount(t *testing.T) {
+	cfg, _ := config.Parse("t", []byte(dailyConfig), config.Env{Home: "/h"})
+	now := time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC)
+	p := NewPlanner(cfg, now, rand.New(rand.NewPCG(1, 1)))
+	for i := 0; i < 3*watchPerHour; i++ {
+		p.Touch("a", now)
+		p.RunAll("config change")
+		if pass, _ := p.Due(now); pass.Trigger != "config change" {
+			t.Fatalf("pass %+v", pass)
+		}
+		if _, ok := p.Due(now.Add(watchDebounce)); ok {
+			t.Fatal("a covered watch pass still ran")
+		}
+		now = now.Add(watchMinGap)
+	}
+	if due := p.Touch("a", now); due.Sub(now) > watchDebounce {
+		t.Fatalf("after only covered passes, a change waits %v", due.Sub(now))
 	}
 }

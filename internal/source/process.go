@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"sync"
+	"syscall"
 )
 
 // Process is a Source served by a helper process: egoagent-op, which links
@@ -203,6 +204,10 @@ func (p *Process) start() error {
 	}
 	cmd := exec.Command(p.Path, p.Args...)
 	cmd.Stderr = os.Stderr // its log joins ours; it never logs values
+	// The helper must never outlive its egoagent, however that one ends
+	// (SIGKILL included): the kernel kills it then. It holds nothing that
+	// a kill can damage.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	in, err := cmd.StdinPipe()
 	if err != nil {
 		return err
