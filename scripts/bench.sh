@@ -37,6 +37,7 @@ the engine and daemon issues. Rerun \`make bench\` to refresh this page.
 | one pass, 50 unchanged secrets, directory source | $(metric pass-ms BenchmarkPassUnchanged50) ms, no writes | reading the 50 source files | $(metric x-read-files BenchmarkPassUnchanged50)x | under 50 ms |
 | daemon resident memory after 1 pass | $(metric rss-1-pass-MB BenchmarkDaemon) MB | idle Go program: $(metric idle-go-MB BenchmarkDaemon) MB | $(ratio "$(metric rss-1-pass-MB BenchmarkDaemon)" "$(metric idle-go-MB BenchmarkDaemon)")x | at most 12 MB |
 | daemon resident memory after 100 passes | $(metric rss-100-passes-MB BenchmarkDaemon) MB | idle Go program: $(metric idle-go-MB BenchmarkDaemon) MB | $(metric x-idle BenchmarkDaemon)x | at most 12 MB |
+| \`egoagent sync\` peak memory, one unchanged 50 MB secret | $(metric large-rss-MB BenchmarkUnchangedLarge) MB | hello world: $(metric hello-rss-MB BenchmarkUnchangedLarge) MB | $(metric x-secret BenchmarkUnchangedLarge)x the secret, above hello | at most 1.5x (one copy) |
 | \`egoagent refresh\` through the socket, unchanged secrets (median) | $(metric refresh-ms BenchmarkDaemon) ms | \`egoagent metadata\` (process start alone) | $(metric x-metadata BenchmarkDaemon)x | - |
 
 ## What the numbers mean
@@ -47,6 +48,9 @@ the engine and daemon issues. Rerun \`make bench\` to refresh this page.
 - **refresh** is a round trip to the daemon, which runs the pass in a child \`egoagent sync\`: two process
   starts and the pass itself. With 1Password, add the helper's start and the SDK's first call (about 1.7 s,
   measured by the SDK's authors' figures in the project notes), which is why passes stay out of the daemon.
+- **unchanged large secret**: the peak above a hello world's, over the secret's size. The fetched copy is
+  the one copy a pass must hold; the installed file is compared with it a block at a time (it was read
+  whole twice more before: 3.03x, measured with the old binary on 2026-11-30).
 - **daemon memory** is VmRSS, after \`runtime/debug.FreeOSMemory\` at the end of each pass. No pass runs in
   the daemon's own process, so the SDK's 160 MB never lands there.
 

@@ -162,3 +162,40 @@ func TestWatchRestoresAtTheDocumentedPace(t *testing.T) {
 		eventually(t, 1500*time.Millisecond, fmt.Sprintf("change %d undone", i+1), func() bool { return w.read(".config/api/token") == "t1" })
 	}
 }
+
+// status tells of a broken configuration, with or without a daemon, and
+// exits 2: the next start, sync or refresh would refuse to run.
+func TestStatusReportsABrokenConfig(t *testing.T) {
+	w := newWorkspace(t, oneSecret)
+	w.put("op://v/api/token", "t1")
+	w.egoagent("sync")
+	for _, broken := range []string{"[[secret]]\nname = \"x\"\n", "refresh = [", "jitter = 10\n"} {
+		w.writeConfig(broken)
+		out, errOut, code := w.egoagent("status")
+		if code != exitUsage || !strings.Contains(errOut, w.config+":") || !strings.Contains(errOut, "refuse to run until it is fixed") {
+			t.Errorf("config %q: status exit %d\nstdout: %s\nstderr: %s", broken, code, out, errOut)
+		}
+		if !strings.Contains(out, "api") {
+			t.Errorf("config %q: status no longer shows the state: %q", broken, out)
+		}
+	}
+}
+
+// A damaged state file does not stop sync: it says what happened, keeps
+// the damaged copy, and the secret arrives.
+func TestSyncStartsAfreshFromADamagedStateFile(t *testing.T) {
+	w := newWorkspace(t, oneSecret)
+	w.put("op://v/api/token", "t1")
+	os.MkdirAll(w.stateDir(), 0o700)
+	os.WriteFile(filepath.Join(w.stateDir(), "state.json"), []byte("{\"secrets\": [tru"), 0o600)
+	if _, errOut, code := w.egoagent("status"); code == 0 || !strings.Contains(errOut, "moves it aside") {
+		t.Fatalf("status: %d %q", code, errOut)
+	}
+	out, errOut, code := w.egoagent("sync")
+	if code != 0 || !strings.Contains(out, "api: fresh") || !strings.Contains(out, "note: the state file was damaged") {
+		t.Fatalf("sync: %d %q %q", code, out, errOut)
+	}
+	if _, _, code := w.egoagent("status"); code != 0 {
+		t.Fatalf("status after sync: %d", code)
+	}
+}
