@@ -100,6 +100,13 @@ func startCommand() *cli.Command {
 			if err := daemon.CheckSocket(e.stateDir); err != nil {
 				return err
 			}
+			// Say it here: a daemon spawned on another home's state folder
+			// would only refuse to run, into the log.
+			if st, err := status.Load(e.stateDir); err == nil {
+				if err := checkHome(st, e); err != nil {
+					return err
+				}
+			}
 			logPath := filepath.Join(e.stateDir, status.LogFile)
 			if !status.DaemonAlive(e.stateDir) {
 				if err := spawnDaemon(e.configPath(), logPath); err != nil {
