@@ -10,6 +10,8 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+
+	"github.com/veraticus/egoengine/internal/printable"
 )
 
 // LinkOptions says where the home and the image's Home Manager files are.
@@ -45,19 +47,20 @@ type LinkResult struct {
 func (r LinkResult) OK() bool { return len(r.Conflicts) == 0 }
 
 // Write prints what was done, one line per change, then a summary line.
+// Paths come from the home volume, so they are made printable.
 func (r LinkResult) Write(w io.Writer) error {
 	var b strings.Builder
 	for _, p := range r.Linked {
-		fmt.Fprintf(&b, "linked    ~/%s\n", p)
+		fmt.Fprintf(&b, "linked    %s\n", printable.Name("~/"+p))
 	}
 	for _, p := range r.Removed {
-		fmt.Fprintf(&b, "removed   ~/%s (dangling link into an old image)\n", p)
+		fmt.Fprintf(&b, "removed   %s (dangling link into an old image)\n", printable.Name("~/"+p))
 	}
 	for _, c := range r.Conflicts {
-		fmt.Fprintf(&b, "conflict  ~/%s: %s; move it away and run again to get the image's version\n", c.Path, c.Reason)
+		fmt.Fprintf(&b, "conflict  %s: %s; move it away and run again to get the image's version\n", printable.Name("~/"+c.Path), printable.Text(c.Reason))
 	}
 	for _, p := range r.Skipped {
-		fmt.Fprintf(&b, "skipped   ~/%s (cannot read it)\n", p)
+		fmt.Fprintf(&b, "skipped   %s (cannot read it)\n", printable.Name("~/"+p))
 	}
 	fmt.Fprintf(&b, "image link-home: %d linked, %d unchanged, %d removed, %d conflicts\n",
 		len(r.Linked), r.Unchanged, len(r.Removed), len(r.Conflicts))

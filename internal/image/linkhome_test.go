@@ -261,3 +261,25 @@ func TestLinkHomeDoesNotClobberTempNames(t *testing.T) {
 		t.Errorf("~/.zshrc -> %s", target)
 	}
 }
+
+// Paths come from the home volume: a file name cannot forge a line of the
+// report or send an escape sequence.
+func TestLinkResultIsPrintable(t *testing.T) {
+	r := LinkResult{
+		Linked:    []string{"x\nimage link-home: 0 linked, 0 unchanged, 0 removed, 0 conflicts"},
+		Removed:   []string{"\x1b]0;pwned\x07"},
+		Conflicts: []Conflict{{Path: "c\u202e", Reason: "a file\nok"}},
+		Skipped:   []string{"s\r"},
+	}
+	var b strings.Builder
+	if err := r.Write(&b); err != nil {
+		t.Fatal(err)
+	}
+	out := b.String()
+	if n := strings.Count(out, "\n"); n != 5 {
+		t.Fatalf("%d lines:\n%s", n, out)
+	}
+	if strings.ContainsAny(out, "\x1b\x07\r\u202e") || strings.Count(out, "image link-home:") != 2 {
+		t.Fatalf("raw control characters or a forged line:\n%q", out)
+	}
+}

@@ -13,6 +13,7 @@ import (
 	"syscall"
 
 	"github.com/veraticus/egoengine/internal/config"
+	"github.com/veraticus/egoengine/internal/printable"
 )
 
 // Options says what Verify expects to find. DefaultOptions gives the image's
@@ -81,7 +82,7 @@ func (r Report) Write(w io.Writer) error {
 		if !c.OK {
 			mark = "FAIL"
 		}
-		fmt.Fprintf(&b, "%s  %-*s  %s\n", mark, width, c.Name, c.Detail)
+		fmt.Fprintf(&b, "%s  %-*s  %s\n", mark, width, c.Name, printable.Text(c.Detail)) // details quote files of the image
 	}
 	if failed := len(r.Failed()); failed > 0 {
 		fmt.Fprintf(&b, "image verify: %d of %d checks failed\n", failed, len(r.Checks))
