@@ -12,6 +12,7 @@ import (
 	"os/signal"
 	"syscall"
 
+	"github.com/veraticus/egoengine/internal/printable"
 	"github.com/veraticus/egoengine/internal/source"
 	"github.com/veraticus/egoengine/internal/source/onepassword"
 )
@@ -32,11 +33,11 @@ func main() {
 	defer stop()
 	src, err := onepassword.New(ctx, onepassword.Options{Version: version})
 	if err != nil {
-		fmt.Fprintln(os.Stderr, "egoagent-op:", err)
+		fmt.Fprintln(os.Stderr, "egoagent-op:", printable.Text(err.Error())) // it joins a terminal or the log
 		os.Exit(1)
 	}
 	if err := source.Serve(ctx, os.Stdin, os.Stdout, src); err != nil {
-		fmt.Fprintln(os.Stderr, "egoagent-op:", err)
+		fmt.Fprintln(os.Stderr, "egoagent-op:", printable.Text(err.Error())) // it joins a terminal or the log
 		os.Exit(1)
 	}
 }
