@@ -547,6 +547,9 @@ func (s *server) judge(now time.Time) {
 			delete(s.dirty, name)
 		}
 	}
+	if len(ready) == 0 {
+		return // the common case: no state file to read
+	}
 	for _, name := range s.changedByOthers(ready) {
 		if due := s.plan.Touch(name, now); due.Sub(now) > watchMinGap {
 			s.Log.Warn("file keeps changing; its next pass waits", zap.String("secret", name), zap.Time("at", due))
