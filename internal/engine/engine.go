@@ -322,7 +322,7 @@ func (e *Engine) claim(ts []*target) []*target {
 		}
 		if first := byName[t.name]; first != nil {
 			// The same title listed twice (in one vault or two).
-			first.refused = fmt.Sprintf("%d Documents are titled %q; neither is installed until only one is: delete or rename the others in 1Password", countName(ts, t.name), t.name)
+			first.refused = fmt.Sprintf("%d Documents are titled %q; none is installed until only one is: delete or rename the others in 1Password", countName(ts, t.name), t.name)
 			first.value, first.err = nil, nil
 			continue
 		}
