@@ -1,1 +1,1 @@
-"sha256-8By3Pez/ml6fLEccokcGEhlM+pmzpG/dDzuJX1j/3R0="
+"sha256-Ly+oOm08frLHeeBwlHMdQ1aAlFyEh/2KZOXzH2NzSaI="
