@@ -27,7 +27,7 @@ test-go: ## Go tests, with the real Codex CLI from npm
 test-templates: tools ## OpenTofu fmt, validate and tofu test for both Coder templates
 	scripts/test-templates.sh
 
-test-nix: ## parse every .nix file, vendorHash, go line, workflow lint, shellcheck
+test-nix: ## evaluate the flake offline (pinned Home Manager, stand-in nixpkgs), image config, vendorHash, workflows, shellcheck
 	scripts/test-nix.sh
 
 test-compose: ## load compose/compose.yaml with compose-go and check it

@@ -8,6 +8,7 @@ packages=(
 	git make ca-certificates curl   # everything
 	nodejs npm                      # test-go: the real Codex CLI
 	nix-bin shellcheck jq lua5.4   # test-nix: nix-instantiate, nix hash, shellcheck, lock file, Neovim Lua
+	python3 python3-yaml python3-tomlkit openssl  # test-nix: workflow properties (a TLS stand-in for GHCR); the image config as TOML
 	shellcheck util-linux jq        # test-templates: shellcheck; setpriv for the init-wrapper test; jq for the update plan
 	shellcheck                      # test-compose: lints scripts/compose.sh (Caddy comes from the Go module proxy)
 	postgresql util-linux           # e2e: Coder's database; runuser, setsid for the workspace stand-in

@@ -3,9 +3,17 @@
 # without nixpkgs (which cannot be fetched here) and without Docker.
 #
 #   - every .nix file parses (nix-instantiate --parse, Debian's nix-bin)
-#   - the image's egoagent config (nix/egoagent/settings.nix) equals
-#     internal/image/testdata/image-config.toml, which egoagent's loader is
-#     tested against
+#   - the flake's outputs evaluate to derivations, with the Home Manager
+#     flake.lock pins and a stand-in for nixpkgs (scripts/nix-eval.sh), with
+#     no warning; and the same evaluation fails, readably, on a misspelled
+#     and on a removed Home Manager option, a wrong argument to image.nix, a
+#     package the stand-in lacks, a warning and an unfree package
+#   - the vendored Home Manager is the tree flake.lock's narHash names
+#   - the image's egoagent config (nix/egoagent/settings.nix), rendered to
+#     TOML, loads in egoagent, and its mirror of the egoengine vault's home/
+#     Documents works (egoagent sync, a local folder standing in for 1Password)
+#   - the workflows have the properties their first run needs
+#     (scripts/test-workflows.py, which also proves each check can fail)
 #   - go.mod's go line is no higher than the Go of the pinned nixpkgs
 #     (nix/pins.nix), and pins.nix describes the nixpkgs that flake.lock pins
 #   - the vendorHash equals the NAR hash of `go mod vendor` now
@@ -14,7 +22,12 @@
 #   - the git hooks the image installs work, in a real repository
 #   - actionlint on .github/workflows, shellcheck on every shell script
 #
-# Ends with "N passed, N failed"; exits 1 if any check failed.
+# The evaluation needs the tarballs in ../shared/vendor (or $EGOENGINE_VENDOR).
+# Without them its checks are skipped, loudly; with CI=true they fail, unless
+# EGOENGINE_SKIP_NIX_EVAL says why this CI does not need them (GitHub's test
+# workflow: its image workflow evaluates against the real nixpkgs).
+#
+# Ends with "N passed, N failed, N skipped"; exits 1 if any check failed.
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 1
 repo=$PWD
@@ -28,9 +41,11 @@ export NIX_CONFIG="build-users-group =
 experimental-features = nix-command"
 
 missing=()
-for tool in nix-instantiate nix shellcheck jq luac5.4 git go; do
+for tool in nix-instantiate nix shellcheck jq luac5.4 git go sha256sum; do
 	command -v "$tool" >/dev/null || missing+=("$tool")
 done
+# Debian's Python, with its YAML (workflows) and TOML (image config) modules.
+/usr/bin/python3 -c 'import yaml, tomlkit' 2>/dev/null || missing+=("python3-yaml python3-tomlkit")
 if ((${#missing[@]})); then
 	echo "test-nix: missing ${missing[*]}; run scripts/deps.sh (as root) first" >&2
 	exit 1
@@ -49,6 +64,7 @@ trap 'chmod -R u+w "$tmp" 2>/dev/null; rm -rf "$tmp"' EXIT
 
 passed=0
 failed=0
+skipped=0
 failures=()
 # check NAME FUNCTION: runs FUNCTION, prints its output only when it fails.
 check() {
@@ -62,6 +78,12 @@ check() {
 		echo "FAIL  $name"
 		printf '%s\n' "$out" | sed 's/^/      /'
 	fi
+}
+
+# skip NAME WHY: a check that cannot run on this machine, said loudly.
+skip() {
+	skipped=$((skipped + 1))
+	echo "SKIP  $1: $2"
 }
 
 # Files of the repository, tracked or not, without ignored ones: what a
@@ -91,25 +113,192 @@ nix_files_parse() {
 	echo "$n files parse"
 }
 
-image_config_matches() {
-	# Nix's own TOML reader on the expected file, compared with the attrset
-	# the image renders with pkgs.formats.toml.
-	local got
-	got=$(nix-instantiate --eval --strict -E "
-		let
-		  want = builtins.fromTOML (builtins.readFile $repo/internal/image/testdata/image-config.toml);
-		  have = import $repo/nix/egoagent/settings.nix;
-		in if want == have then \"same\"
-		   else throw \"nix/egoagent/settings.nix: \${builtins.toJSON have} differs from internal/image/testdata/image-config.toml: \${builtins.toJSON want}\"
-	" 2>&1 | grep -v build-users-group) || {
-		echo "$got"
+# shellcheck source=scripts/nix-eval.sh
+source "$repo/scripts/nix-eval.sh"
+
+home_manager_is_pinned() {
+	nix_eval_pins >/dev/null || {
+		nix_eval_pins
 		return 1
 	}
-	[[ $got == '"same"' ]] || {
-		echo "$got"
+	# A lock that names another tree must be refused, and say what to do.
+	local lock="$tmp/moved.lock"
+	jq '.nodes["home-manager"].locked.narHash = "sha256-AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="' flake.lock >"$lock"
+	if nix_eval_pins "$lock" >"$tmp/moved.out"; then
+		echo "a flake.lock with another narHash was accepted"
+		return 1
+	fi
+	grep -q "refresh ../shared/vendor/home-manager-" "$tmp/moved.out" || {
+		echo "a moved flake.lock is refused without saying what to refresh:"
+		cat "$tmp/moved.out"
 		return 1
 	}
-	echo "settings.nix equals the tested config"
+	# A lock moved to a revision no tarball holds: say which tarball to add.
+	jq '.nodes["home-manager"].locked.rev = "ffffffffffffffffffffffffffffffffffffffff"' flake.lock >"$lock"
+	if (nix_eval_prepare "$lock") >"$tmp/moved.out" 2>&1; then
+		echo "a flake.lock pinning a revision without a tarball was accepted"
+		return 1
+	fi
+	grep -q "add home-manager-ffffffffffffffffffffffffffffffffffffffff.tar.gz" "$tmp/moved.out" || {
+		echo "a flake.lock pinning a revision without a tarball is refused without saying what to add:"
+		cat "$tmp/moved.out"
+		return 1
+	}
+	nix_eval_pins
+}
+
+flake_evaluates() {
+	local out="$tmp/eval.json" err="$tmp/eval.err" image want_image n missing
+	if ! nix_eval_flake "$repo" "$out" "$err"; then
+		cat "$err"
+		return 1
+	fi
+	# Each output a derivation (or, for home.file, a store path).
+	jq -e '.drvPaths | to_entries | all(.value | test("^/nix/store/[0-9a-z]{32}-"))' "$out" >/dev/null || {
+		jq '.drvPaths' "$out"
+		echo "an output is not a store path"
+		return 1
+	}
+	missing=$(jq -r '[
+		"packages.x86_64-linux.egoagent", "packages.x86_64-linux.egoengine-dev-base-oci",
+		"packages.x86_64-linux.default", "checks.x86_64-linux.egoagent", "checks.x86_64-linux.home-manager",
+		"devShells.x86_64-linux.default", "formatter.x86_64-linux",
+		"homeConfigurations.\"joshsymonds@egoengine\".activationPackage"
+	] - (.drvPaths | keys) | join(", ")' "$out")
+	[[ -z $missing ]] || {
+		echo "not evaluated: $missing"
+		return 1
+	}
+	# The image is named as the workflow publishes it and tagged with the
+	# flake's short revision.
+	want_image=$(sed -n 's/^  IMAGE: *//p' .github/workflows/image.yml)
+	image=$(jq -r '.image.imageName' "$out")
+	[[ -n $want_image && $image == "$want_image" ]] || {
+		echo "the flake names the image '$image', .github/workflows/image.yml publishes '$want_image'"
+		return 1
+	}
+	[[ $(jq -r '.image.imageTag' "$out") == $(jq -r '.rev[0:7]' "$out") ]] || {
+		echo "the image tag $(jq -r '.image.imageTag' "$out") is not the short revision"
+		return 1
+	}
+	n=$(jq '.drvPaths | length' "$out")
+	echo "$n derivations and store paths (flake outputs, home.packages, home.file), no warnings; image $(jq -r '.drvPaths["packages.x86_64-linux.egoengine-dev-base-oci"]' "$out")"
+}
+
+# must_fail NAME FILE SED WANT...: in a copy of the tree, FILE changed by the
+# sed expression SED must fail the evaluation with a message holding each
+# WANT.
+must_fail() {
+	local name=$1 file=$2 expr=$3 dir
+	shift 3
+	dir="$tmp/variants/${name// /-}"
+	mkdir -p "$dir"
+	cp -r flake.nix flake.lock nix go.mod go.sum cmd internal bench "$dir/"
+	sed -i "$expr" "$dir/$file"
+	if cmp -s "$file" "$dir/$file"; then
+		echo "$name: the change to $file did not apply ($expr)"
+		return 1
+	fi
+	if nix_eval_flake "$dir" "$dir.json" "$dir.err"; then
+		echo "$name: the evaluation passed"
+		return 1
+	fi
+	local want
+	for want; do
+		grep -qF -- "$want" "$dir.err" || {
+			echo "$name: the message does not say '$want':"
+			sed 's/^/  /' "$dir.err"
+			return 1
+		}
+	done
+	# The first line that says what is wrong, as the proof.
+	awk 'NF && !/^error: *$/ && !/Failed assertions:/ { sub(/^ +/, ""); print substr($0, 1, 240); exit }' "$dir.err"
+}
+
+# The cases the evaluation must refuse, each a change to a copy of the tree.
+fails_on_misspelled_option() {
+	must_fail "misspelled option" nix/home/neovim.nix 's/^    initLua = /    initLau = /' \
+		"The option \`programs.neovim.initLau' does not exist" "nix/home/neovim.nix"
+}
+fails_on_removed_option() {
+	must_fail "removed option" nix/home/direnv.nix 's/^    nix-direnv.enable = true;/&\n    nix-direnv.enableFlakes = true;/' \
+		"programs.direnv.nix-direnv.enableFlakes" "no longer has any effect" "nix/home/direnv.nix"
+}
+fails_on_wrong_image_argument() {
+	must_fail "wrong argument to image.nix" flake.nix 's/inherit egoagent egoagentConfig home rev fullRev;/inherit egoagent home rev fullRev; egoagentConf = egoagentConfig;/' \
+		'without required argument "egoagentConfig"' "nix/image.nix"
+}
+fails_on_package_missing_from_stand_in() {
+	must_fail "package missing from the stand-in" nix/home/dev-tools.nix 's/^    htop$/&\n    btop/' \
+		"undefined variable 'btop'" "nix/home/dev-tools.nix" "add it to nix/tests/eval/stand-in/packages.nix"
+}
+fails_on_warning() {
+	must_fail "a warning" nix/home/neovim.nix 's/^    initLua = /    extraLuaConfig = /' \
+		"has been renamed to \`programs.neovim.initLua'" "warnings (they fail the evaluation)"
+}
+fails_on_unfree_package() {
+	must_fail "unfree package not allowed" flake.nix 's/builtins.elem (lib.getName pkg) \["1password-cli" "_1password-cli"\]/false/' \
+		"_1password-cli is unfree"
+}
+
+# toml FILE: the attrset of a .nix file as TOML, as pkgs.formats.toml renders
+# it (through JSON; tomlkit is the TOML writer of remarshal, which
+# formats.toml runs). Extra Nix expression text in $2 is merged over it.
+render_toml() {
+	nix-instantiate --eval --strict --json -E "(import $1) // (${2:-{\}})" 2>/dev/null |
+		/usr/bin/python3 -c 'import json, sys, tomlkit; sys.stdout.write(tomlkit.dumps(json.load(sys.stdin)))'
+}
+
+image_config_loads() {
+	local home="$tmp/config-home" vault="$tmp/vault" bin="$tmp/egoagent" out f
+	render_toml "$repo/nix/egoagent/settings.nix" >"$tmp/config.toml" || {
+		echo "cannot render nix/egoagent/settings.nix as TOML"
+		return 1
+	}
+	go build -tags urfave_cli_no_docs -o "$bin" ./cmd/egoagent || return 1
+	mkdir -p "$home"
+	# egoagent's own loader: exit 2 and file:line on anything it refuses.
+	HOME=$home "$bin" --config "$tmp/config.toml" status || {
+		echo "egoagent refuses the image's configuration (rendered from nix/egoagent/settings.nix):"
+		cat -n "$tmp/config.toml"
+		return 1
+	}
+	if ! grep -q '^vault = "egoengine"' "$tmp/config.toml" || ! grep -q '^prefix = "home/"' "$tmp/config.toml"; then
+		echo "the image's configuration does not mirror the egoengine vault's home/ Documents"
+		return 1
+	fi
+
+	# The mirror, run for real with the directory source standing in for
+	# 1Password (and no secrets, which need the service account): Documents
+	# titled home/<path> land at ~/<path>, 0600, as ee sync put them.
+	mkdir -p "$vault/egoengine/home/.ssh" "$vault/egoengine/home/notes"
+	printf 'Host *\n' >"$vault/egoengine/home/.ssh/config"
+	printf 'todo\n' >"$vault/egoengine/home/notes/todo.md"
+	printf 'not for the home\n' >"$vault/egoengine/elsewhere"
+	render_toml "$repo/nix/egoagent/settings.nix" "{ source = { kind = \"dir\"; dir = \"$vault\"; }; secret = []; }" >"$tmp/mirror.toml" || return 1
+	out=$(HOME=$home "$bin" --config "$tmp/mirror.toml" sync 2>&1) || {
+		echo "egoagent sync with the image's mirror failed:"
+		echo "$out"
+		return 1
+	}
+	for f in .ssh/config notes/todo.md; do
+		[[ -f $home/$f && $(stat -c %a "$home/$f") == 600 ]] || {
+			echo "the Document home/$f did not land at ~/$f with mode 0600"
+			return 1
+		}
+	done
+	[[ ! -e $home/elsewhere ]] || {
+		echo "a Document outside home/ was mirrored"
+		return 1
+	}
+	# What docs/image.md tells the owner to compare with ee sync's list.
+	out=$(HOME=$home "$bin" --config "$tmp/mirror.toml" status 2>&1)
+	grep -q '^home/notes/todo.md  *fresh  *~/notes/todo.md' <<<"$out" || {
+		echo "$out"
+		echo "egoagent status does not list the mirrored home/notes/todo.md"
+		return 1
+	}
+	echo "egoagent loads it; its mirror put home/.ssh/config and home/notes/todo.md at ~/, 0600"
 }
 
 go_line_fits_nixpkgs() {
@@ -243,6 +432,10 @@ workflows_lint() {
 	echo "${#files[@]} workflows"
 }
 
+workflow_properties() {
+	/usr/bin/python3 scripts/test-workflows.py
+}
+
 shell_scripts_pass_shellcheck() {
 	local f first n=0 bad=()
 	while IFS= read -r -d '' f; do
@@ -266,17 +459,48 @@ shell_scripts_pass_shellcheck() {
 }
 
 check "every .nix file parses" nix_files_parse
-check "image config (settings.nix) is the tested config" image_config_matches
+if [[ -n ${EGOENGINE_SKIP_NIX_EVAL:-} ]]; then
+	for name in "vendored Home Manager is flake.lock's" "flake outputs evaluate" "evaluation fails on six broken trees"; do
+		skip "$name" "EGOENGINE_SKIP_NIX_EVAL: $EGOENGINE_SKIP_NIX_EVAL"
+	done
+elif nix_eval_vendor_present; then
+	if nix_eval_prepare >"$tmp/prepare.out" 2>&1; then
+		check "vendored Home Manager is flake.lock's" home_manager_is_pinned
+		check "flake outputs evaluate (pinned Home Manager, stand-in nixpkgs)" flake_evaluates
+		check "evaluation fails: misspelled Home Manager option" fails_on_misspelled_option
+		check "evaluation fails: removed Home Manager option" fails_on_removed_option
+		check "evaluation fails: wrong argument to image.nix" fails_on_wrong_image_argument
+		check "evaluation fails: package missing from the stand-in" fails_on_package_missing_from_stand_in
+		check "evaluation fails: a warning" fails_on_warning
+		check "evaluation fails: unfree package not allowed" fails_on_unfree_package
+	else
+		failed=$((failed + 1))
+		failures+=("vendored trees")
+		echo "FAIL  vendored trees for the evaluation"
+		sed 's/^/      /' "$tmp/prepare.out"
+	fi
+elif [[ ${CI:-} == true ]]; then
+	failed=$((failed + 1))
+	failures+=("flake evaluation")
+	echo "FAIL  flake evaluation: CI=true but no Home Manager tarball in $nix_eval_vendor (CI must have ../shared/vendor)"
+else
+	for name in "vendored Home Manager is flake.lock's" "flake outputs evaluate" "evaluation fails on six broken trees"; do
+		skip "$name" "no tarballs in $nix_eval_vendor"
+	done
+	echo "!!!!  the flake was NOT evaluated: no tarballs in $nix_eval_vendor; run nix flake check --no-build where nixpkgs can be fetched" >&2
+fi
+check "image config loads in egoagent and mirrors home/" image_config_loads
 check "go.mod go line <= pinned nixpkgs Go" go_line_fits_nixpkgs
 check "vendorHash matches go mod vendor" vendor_hash_current
 check "Go code is inside the Nix source" go_code_in_nix_source
 check "Neovim Lua parses" neovim_lua_parses
 check "git hooks" git_hooks_work
 check "actionlint .github/workflows" workflows_lint
+check "workflow properties (scripts/test-workflows.py)" workflow_properties
 check "shellcheck every shell script" shell_scripts_pass_shellcheck
 
 if ((failed)); then
 	echo "test-nix: failed: ${failures[*]}"
 fi
-echo "test-nix: $passed passed, $failed failed"
+echo "test-nix: $passed passed, $failed failed, $skipped skipped"
 ((failed == 0))

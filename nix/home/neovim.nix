@@ -60,7 +60,13 @@
       fd
     ];
 
-    extraLuaConfig = ''
+    # The configuration is Lua only: no Python or Ruby plugin hosts (Home
+    # Manager's defaults for stateVersion 26.05 on, said here so that the
+    # older stateVersion does not bring them in).
+    withPython3 = false;
+    withRuby = false;
+
+    initLua = ''
       require("egoengine")
     '';
   };
