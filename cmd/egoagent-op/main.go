@@ -31,7 +31,11 @@ func main() {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
-	src, err := onepassword.New(ctx, onepassword.Options{Version: version})
+	// The helper owns the HTTP client the SDK sends through, so it can count
+	// the real requests of a pass; egoagent receives them with every answer.
+	// It lives for one pass, so the source may share what it has read
+	// between the pass's requests (OnePass).
+	src, err := onepassword.New(ctx, onepassword.Options{Version: version, Requests: onepassword.CountRequests(), OnePass: true})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "egoagent-op:", printable.Text(err.Error())) // it joins a terminal or the log
 		os.Exit(1)

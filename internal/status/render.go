@@ -161,7 +161,7 @@ func Human(w io.Writer, s *State, now time.Time, home string) error {
 		}
 	}
 	if p := s.LastPass; p != nil {
-		fmt.Fprintf(w, "\nlast pass: %s, %s, %d source call(s), took %s\n", printable.Name(p.Trigger), Ago(now, p.Finished), p.Calls, Round(p.Finished.Sub(p.Started)))
+		fmt.Fprintf(w, "\nlast pass: %s, %s, %d request(s) to the source, took %s\n", printable.Name(p.Trigger), Ago(now, p.Finished), p.Calls, Round(p.Finished.Sub(p.Started)))
 	}
 	if d := s.Daemon; d != nil {
 		if d.Running {

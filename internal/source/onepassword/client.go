@@ -32,6 +32,16 @@ type Options struct {
 	Version string              // egoagent's version, sent to 1Password as integration info
 	Getenv  func(string) string // reads the environment; nil means os.Getenv (tests pass their own)
 	Timeout time.Duration       // per request to 1Password; 0 means DefaultTimeout
+	// Requests, when set, reports the HTTP requests sent to 1Password so
+	// far (see CountRequests); Calls then reports it.
+	Requests func() int
+	// OnePass says the Client serves a single pass and is then dropped, as
+	// in the 1Password helper (one process per pass). It then spends as few
+	// requests as it can: vaults and item lists are read once for the
+	// Client's life and shared by Fetch and Documents, items are read once,
+	// every reference goes through the items API (see Fetch), and a sign-in
+	// that failed is not tried again.
+	OnePass bool
 }
 
 // Client is a Source backed by a 1Password service account, through the
@@ -40,8 +50,9 @@ type Options struct {
 // The SDK client is created on the first Fetch or Documents, not here: the
 // SDK runs a 9.5 MB WebAssembly core that costs seconds of CPU and about
 // 160 MB of memory to start, and commands that only read state must not pay
-// that. A failed sign-in is not remembered: the next call tries again, and
-// the caller decides how soon that is.
+// that. A failed sign-in is not remembered (except in one-pass mode, where
+// the pass is over): the next call tries again, and the caller decides how
+// soon that is.
 //
 // Token problems do not make New fail. They are reported by Fetch
 // (in every Result) and Documents, like any other fetch failure, so that the
@@ -53,6 +64,15 @@ type Client struct {
 	timeout time.Duration
 	scrub   *scrubber
 	calls   atomic.Int64
+	// requests counts real HTTP requests, when the caller can (see
+	// Options.Requests).
+	requests func() int
+
+	// onePass: see Options.OnePass. pass is then the one locator of the
+	// Client's life, and signInErr the sign-in failure that ends the pass.
+	onePass   bool
+	pass      *locator
+	signInErr *Error
 
 	// broken is set once the SDK's core has failed for good in this
 	// process (see ErrSDKCoreBroken); every later call returns it.
@@ -102,34 +122,58 @@ func New(_ context.Context, opts Options) (*Client, error) {
 		version:   version,
 		timeout:   timeout,
 		scrub:     &scrubber{secrets: tok.secrets},
+		requests:  opts.Requests,
+		onePass:   opts.OnePass,
 		newClient: signIn,
 	}, nil
 }
 
-// Calls reports how many requests this source has sent to 1Password: a
-// sign-in counts as one, ResolveAll as one however many references it
-// carries, and each listing, batched item read and file read as one.
-func (o *Client) Calls() int { return int(o.calls.Load()) }
+// Calls reports how many requests this source has sent to 1Password.
+//
+// With Options.Requests (as in the 1Password helper) that is the real
+// number of HTTP requests, which is what the rate limits count: a sign-in
+// is four; Fetch's ResolveAll is one vault list, the keysets on first use,
+// and per vault named one item list and one batched read, plus one download
+// per file reference; each of the items API's listings, batched reads and
+// file downloads is one more (a file read through the items API is two:
+// the item, then the file).
+//
+// Without it, Calls counts calls into the SDK instead (a sign-in, a
+// ResolveAll, a listing, a batched read, a file read: one each), which
+// undercounts the requests several times over.
+func (o *Client) Calls() int {
+	if o.requests != nil {
+		return o.requests()
+	}
+	return int(o.calls.Load())
+}
 
-// Fetch resolves refs. Field references (text fields, and files attached to
-// items) all go to 1Password in one Secrets().ResolveAll call. Two kinds of
-// reference cannot be answered by it and go through the items API instead
-// (Vaults().List, Items().List, Items().GetAll, Items().Files().Read):
+// Fetch resolves refs.
+//
+// In one-pass mode (Options.OnePass, the helper) every reference goes
+// through the items API with the Client's one locator: the vault list, each
+// vault's item list and each item are read once for the pass, whatever
+// Documents read before, and field values come from the items themselves.
+// A pass then costs, in HTTP requests: 4 for the sign-in, 1 for the keysets,
+// 1 vault list, per vault named 1 item list and 1 batched item read (one
+// more batch when Documents read that vault first), nothing more per field,
+// and 2 per file or Document (the SDK reads the item again, then the file).
+//
+// Otherwise, field references (text fields, and files attached to items)
+// all go to 1Password in one Secrets().ResolveAll call, which itself costs
+// a vault list, per vault an item list and a batched read, and a download
+// per file. Two kinds of reference cannot be answered by it and go through
+// the items API instead (Vaults().List, Items().List, Items().GetAll,
+// Items().Files().Read), listing again:
 //
 //   - Document items (op://vault/item): the SDK's reference parser requires a
 //     field, so "op://vault/item" is a parse error there.
-//   - Files that are not text. Resolve returns a string and, per the SDK's
-//     ResolveReferenceErrorTypeVariantUnsupportedFileFormat ("currently only
-//     support text files"), refuses a file it cannot return as text. A text
-//     file comes back as a JSON string, which carries valid UTF-8 unchanged,
-//     so only the refused ones cost the extra requests. (Read from the SDK's
-//     types and docs; no 1Password account is reachable where this was
-//     written, so it is not checked against the service.)
+//   - Files that are not text. Resolve returns a string and refuses a file
+//     it cannot return as text (ResolveReferenceErrorTypeVariantUnsupportedFileFormat),
+//     after it has downloaded it: such a file is downloaded twice.
 //
-// A reference does not say whether it names a field or a file, so trying
-// ResolveAll first and falling back on that specific error is what keeps a
-// pass to one request in the common case while still returning binary files
-// byte for byte.
+// A reference does not say whether it names a field or a file, so that path
+// tries ResolveAll first and falls back on that specific error.
 func (o *Client) Fetch(ctx context.Context, refs []Ref) []Result {
 	out := make([]Result, len(refs))
 	for i, r := range refs {
@@ -146,6 +190,15 @@ func (o *Client) Fetch(ctx context.Context, refs []Ref) []Result {
 		for i := range out {
 			out[i].Err = forRef(err, refs[i])
 		}
+		return out
+	}
+
+	if o.onePass {
+		all := make([]int, len(refs))
+		for i := range refs {
+			all[i] = i
+		}
+		o.readFiles(ctx, c, refs, all, out)
 		return out
 	}
 
@@ -208,9 +261,11 @@ func (o *Client) Fetch(ctx context.Context, refs []Ref) []Result {
 }
 
 // Documents returns every Document item of vault whose title starts with
-// prefix, sorted by title. It costs three requests plus one per Document
-// (and the sign-in on first use): vault list, item list, one batched item
-// read, then one file read each.
+// prefix, sorted by title. It costs, in HTTP requests, a vault list, an item
+// list and one batched item read (none when no Document matches), then two
+// per Document (the SDK reads the item again, then downloads the file); the
+// sign-in (four) and the keysets (one) on first use. In one-pass mode the
+// vault list and item list are shared with Fetch.
 // Archived items are left out, as 1Password's own references leave them out.
 // Titles shared by several Document items come back with an error and no
 // content: picking one of them silently would make the mirrored file flip.
@@ -223,7 +278,7 @@ func (o *Client) Documents(ctx context.Context, vault, prefix string) ([]Documen
 	if cerr != nil {
 		return nil, withRef(cerr, where)
 	}
-	l := &locator{o: o, c: c}
+	l := o.locator(c)
 	vaultID, err := l.vault(ctx, vault)
 	if err != nil {
 		return nil, withRef(err, where)
@@ -298,10 +353,35 @@ func (o *Client) ready(ctx context.Context) (*onepassword.Client, *Error) {
 		return nil, &Error{Class: ClassMissingToken,
 			Msg: TokenEnv + " is not set: give the workspace the service account token through the template's op_service_account_token variable"}
 	}
-	if err := o.probe(ctx); err != nil {
-		return nil, err
+	if o.signInErr != nil {
+		return nil, o.signInErr
 	}
-	return o.connect(ctx)
+	if o.client == nil {
+		// Once signed in, the network has been proven; a probe per call
+		// would only add requests.
+		if err := o.probe(ctx); err != nil {
+			return nil, err
+		}
+	}
+	c, err := o.connect(ctx)
+	if err != nil && o.onePass && stopsPass(err) {
+		// A second try in the same pass meets the same answer and
+		// spends quota (a rejected token, a rate limit, a dead network).
+		o.signInErr = err
+	}
+	return c, err
+}
+
+// locator returns the locator for one call: a fresh one, or in one-pass
+// mode the Client's only one.
+func (o *Client) locator(c *onepassword.Client) *locator {
+	if !o.onePass {
+		return &locator{o: o, c: c}
+	}
+	if o.pass == nil || o.pass.c != c {
+		o.pass = &locator{o: o, c: c}
+	}
+	return o.pass
 }
 
 // connect returns the signed-in client, signing in on first use.

@@ -42,6 +42,7 @@ const (
 	causeNotFound
 	causeUnreachable
 	causeServerFailed
+	causeCoreTrap
 	causeCoreBroken
 )
 
@@ -55,9 +56,18 @@ var sdkErrorRules = []struct {
 	cause   cause
 	needles []string
 }{
+	{causeCoreTrap, []string{
+		// The core traps this way whenever it logs an error (its logger
+		// reaches for a JavaScript global that the WebAssembly host does
+		// not have), for example on an answer that does not deserialize.
+		// The call fails, but the core is sound: later calls in the same
+		// process succeed (seen against a local service).
+		"wasm error: unreachable",
+	}},
 	{causeCoreBroken, []string{
-		// A trap inside the core, such as "wasm error: out of bounds memory
-		// access" (seen after about twenty network errors in one process).
+		// Any other trap, such as "wasm error: out of bounds memory
+		// access" (seen after about twenty network errors in one process,
+		// and on every call after it): the core's memory is damaged.
 		"wasm error:",
 	}},
 	{causeTokenMissing, []string{
@@ -90,6 +100,13 @@ var sdkErrorRules = []struct {
 		// The sign-in address in the token is not a 1Password server: the
 		// SDK's HTTP host refuses it before any traffic leaves.
 		"is not allowed",
+	}},
+	{causeTokenRejected, []string{
+		// The core's text for an HTTP 403 answer to a request after the
+		// sign-in (seen against a local service). A vault the service
+		// account may not read is not listed at all, so this is about the
+		// token itself: its permissions were taken away.
+		"you do not have the right permissions to perform this action",
 	}},
 	{causeRateLimited, []string{
 		"rate limit exceeded",
@@ -131,6 +148,12 @@ var sdkErrorRules = []struct {
 		"error sending request",
 		"request functionality injected by extism caused an issue",
 		"server gave http response to https client",
+		// HTTP/2, which the SDK's default client speaks to 1Password: a
+		// stream the server or a proxy reset, or a connection it closed.
+		"stream error:",
+		"http2: server sent goaway",
+		"http2: client connection lost",
+		"http2: client connection force closed",
 	}},
 	{causeServerFailed, []string{
 		"internal server error",
@@ -243,6 +266,8 @@ func (c cause) message(detail string) string {
 		return fmt.Sprintf("cannot reach 1Password (%s); check the workspace's network, DNS and proxy; the installed files stay as they are and egoagent tries again later", detail)
 	case causeServerFailed:
 		return fmt.Sprintf("1Password's service failed (%s); egoagent tries again later and the installed files stay as they are", detail)
+	case causeCoreTrap:
+		return fmt.Sprintf("the 1Password SDK could not make sense of 1Password's answer and stopped this request (%s); egoagent tries again later, and if it persists, report it with this message", detail)
 	default:
 		return fmt.Sprintf("1Password returned an error (%s); if it persists, report it with this message", detail)
 	}

@@ -57,6 +57,7 @@ var sdkErrorTexts = []struct {
 	{"file not found", false, ClassNotFound},
 	{"you don't have the right permissions to access this resource", false, ClassNotFound},
 	{"you don't have the right permissions to execute this request", false, ClassNotFound},
+	{"error resolving secret reference: unable to retrieve vaults: you do not have the right permissions to perform this action: performing a vault operation", false, ClassInvalidToken}, // seen: HTTP 403 on the vault list
 
 	// The network (seen, through the extism host's recovered panic).
 	{"error initializing client: Post \"https://x.1password.com/api/v3/auth/start?\": dial tcp 127.0.0.1:39159: connect: connection refused (recovered by wazero)\nwasm stack trace:\n\t...", true, ClassUnreachable},
@@ -70,6 +71,8 @@ var sdkErrorTexts = []struct {
 	{"Post \"https://x.1password.com/api/v3/auth/start?\": tls: failed to verify certificate: x509: certificate signed by unknown authority", true, ClassUnreachable},
 	{"Post \"https://x.1password.com/api/v1/vaults\": dial tcp 203.0.113.1:443: i/o timeout", false, ClassUnreachable},
 	{"Post \"https://x.1password.com/api/v1/vaults\": dial tcp 203.0.113.1:443: connect: network is unreachable", false, ClassUnreachable},
+	{"Get \"https://x.1password.com/api/v1/vaults?attrs=combined-access\": stream error: stream ID 3; INTERNAL_ERROR; received from peer (recovered by wazero)", false, ClassUnreachable}, // Go's HTTP/2 client
+	{"Get \"https://x.1password.com/api/v1/vaults\": http2: server sent GOAWAY and closed the connection; LastStreamID=1, ErrCode=NO_ERROR, debug=\"\"", false, ClassUnreachable},         // Go's HTTP/2 client
 	{"request timeout", false, ClassUnreachable},                                          // core string (HTTP 408)
 	{"error sending request", false, ClassUnreachable},                                    // core string
 	{"request functionality injected by extism caused an issue", false, ClassUnreachable}, // core string
@@ -212,6 +215,32 @@ func TestOnePasswordSignInHosts(t *testing.T) {
 	} {
 		if got := sdkAllowsHost(signInHost(addr)); got != want {
 			t.Errorf("%q: allowed %v, want %v", addr, got, want)
+		}
+	}
+}
+
+// A core that trapped while logging an error goes on working; any other
+// trap means its memory is damaged and only a new process helps.
+func TestCoreTrapsByWhatTheyMean(t *testing.T) {
+	for _, tc := range []struct {
+		text   string
+		broken bool
+	}{
+		{"wasm error: unreachable\nwasm stack trace:\n\top_extism_core.wasm.invoke() i32", false},
+		{"wasm error: out of bounds memory access\nwasm stack trace:\n\t...", true},
+		{"wasm error: integer divide by zero", true},
+	} {
+		o := &Client{timeout: time.Second, scrub: &scrubber{}}
+		o.client = &onepassword.Client{}
+		e := o.classify(context.Background(), context.Background(), errors.New(tc.text))
+		if e.Class != ClassOther {
+			t.Errorf("%q: class %s, want other", tc.text, e.Class)
+		}
+		if got := errors.Is(e, ErrSDKCoreBroken); got != tc.broken {
+			t.Errorf("%q: ErrSDKCoreBroken %v, want %v", tc.text, got, tc.broken)
+		}
+		if got := o.broken != nil || o.client == nil; got != tc.broken {
+			t.Errorf("%q: client dropped or marked broken: %v, want %v", tc.text, got, tc.broken)
 		}
 	}
 }

@@ -9,9 +9,11 @@ import (
 	onepassword "github.com/1password/onepassword-sdk-go"
 )
 
-// locator finds vaults, items and files through the SDK's items API for one
-// Fetch or Documents call. It lists each vault's items at most once per call
-// and never across calls, so a pass always sees the vault as it is now.
+// locator finds vaults, items and files through the SDK's items API. It
+// lists the vaults once, each vault's items once and reads each item once
+// in its life, which is one Fetch or Documents call, or in one-pass mode the
+// Client's whole life (one pass): either way a pass sees the vault as it is
+// now, not as an earlier pass saw it.
 type locator struct {
 	o *Client
 	c *onepassword.Client
@@ -24,6 +26,10 @@ type locator struct {
 	// (unreachable, rate limited, token rejected). Once set, the locator
 	// sends nothing more: retrying inside one pass only spends quota.
 	fatal *Error
+
+	// read holds the items already read, by vault ID and item ID, so that
+	// a locator that lives for a pass reads each item once.
+	read map[string]map[string]itemResult
 }
 
 // itemResult is one item of a batched read, or why it could not be read.
@@ -140,8 +146,37 @@ func (l *locator) item(ctx context.Context, vaultID string, r Ref) (string, *Err
 	}
 }
 
-// getAll reads full items (fields, files, document) in one request.
+// getAll reads full items (fields, files, document) in one request, leaving
+// out those this locator has read before.
 func (l *locator) getAll(ctx context.Context, vaultID string, ids []string) (map[string]itemResult, *Error) {
+	out := map[string]itemResult{}
+	var unread []string
+	for _, id := range ids {
+		if r, ok := l.read[vaultID][id]; ok {
+			out[id] = r
+		} else {
+			unread = append(unread, id)
+		}
+	}
+	got, err := l.batch(ctx, vaultID, unread)
+	if err != nil {
+		return nil, err
+	}
+	if l.read == nil {
+		l.read = map[string]map[string]itemResult{}
+	}
+	if l.read[vaultID] == nil {
+		l.read[vaultID] = map[string]itemResult{}
+	}
+	for id, r := range got {
+		out[id] = r
+		l.read[vaultID][id] = r
+	}
+	return out, nil
+}
+
+// batch reads full items in one request.
+func (l *locator) batch(ctx context.Context, vaultID string, ids []string) (map[string]itemResult, *Error) {
 	out := map[string]itemResult{}
 	if len(ids) == 0 {
 		return out, nil
@@ -154,21 +189,40 @@ func (l *locator) getAll(ctx context.Context, vaultID string, ids []string) (map
 	}); err != nil {
 		return nil, err
 	}
-	for i, r := range resp.IndividualResponses {
+	// Answers are matched to requests by the item ID they carry, never by
+	// position: the SDK answers a batch with one entry per item the service
+	// returned, and an item the service leaves out (deleted, archived, or
+	// never there) has no entry at all, so positions shift. An error entry
+	// carries no ID; it can only be placed when it is the one error and
+	// exactly one item is unanswered.
+	var errs []*onepassword.ItemsGetAllError
+	for _, r := range resp.IndividualResponses {
 		switch {
 		case r.Content != nil:
 			item := *r.Content
-			out[item.ID] = itemResult{item: &item}
-		case i < len(ids):
-			// An error carries no item ID; the answers come in the order of
-			// the request, which is the only way to tell whose it is.
-			out[ids[i]] = itemResult{err: l.getAllError(r.Error)}
+			if contains(ids, item.ID) {
+				out[item.ID] = itemResult{item: &item}
+			}
+		default:
+			errs = append(errs, r.Error)
 		}
 	}
+	var missing []string
 	for _, id := range ids {
 		if _, ok := out[id]; !ok {
+			missing = append(missing, id)
+		}
+	}
+	for _, id := range missing {
+		switch {
+		case len(errs) == 1 && len(missing) == 1:
+			out[id] = itemResult{err: l.getAllError(errs[0])}
+		case len(errs) == 0:
+			out[id] = itemResult{err: &Error{Class: ClassNotFound,
+				Msg: "1Password did not return the item (deleted or archived just now?); check 1Password"}}
+		default:
 			out[id] = itemResult{err: &Error{Class: ClassOther,
-				Msg: "1Password's batched item read had no entry for this item; try again, and report it if it persists"}}
+				Msg: fmt.Sprintf("1Password could not read %d of the %d items asked for in one batch and did not say which error is whose; try again, and report it if it persists", len(missing), len(ids))}}
 		}
 	}
 	return out, nil
@@ -187,11 +241,12 @@ func (l *locator) getAllError(e *onepassword.ItemsGetAllError) *Error {
 	}
 }
 
-// readFiles fills out[i] for each i in idx: Document items and files that
-// Resolve refused. All items of one vault are read in one request; each file
-// is then one more.
+// readFiles fills out[i] for each i in idx through the items API: Document
+// items, files that Resolve refused, and in one-pass mode every reference.
+// The items of one vault are read in one request; each file is then two
+// more (the SDK reads the item again, then the file), and a field none.
 func (o *Client) readFiles(ctx context.Context, c *onepassword.Client, refs []Ref, idx []int, out []Result) {
-	l := &locator{o: o, c: c}
+	l := o.locator(c)
 	type want struct {
 		i               int
 		vaultID, itemID string
@@ -265,12 +320,14 @@ func (l *locator) readDocument(ctx context.Context, vaultID string, res itemResu
 		return nil, &Error{Class: ClassNotFound, Ref: r.String(),
 			Msg: fmt.Sprintf("item %q is a %s item, not a Document; name the field or file in the reference: op://%s/%s/<field>", r.Item, res.item.Category, r.Vault, r.Item)}
 	}
-	return l.read(ctx, vaultID, res.item.ID, *res.item.Document, r)
+	return l.readFile(ctx, vaultID, res.item.ID, *res.item.Document, r)
 }
 
-// readAttachment reads the file named by r's field (and section) from an
-// item. A Document item's own file counts too, so op://vault/doc/name.json
-// works as well as op://vault/doc.
+// readAttachment reads the field or file named by r's field (and section)
+// from an item. A field is matched by ID or title, a file by ID, field ID or
+// name, a section by ID or title, all without regard to case, as 1Password's
+// references do. A Document item's own file counts too, so
+// op://vault/doc/name.json works as well as op://vault/doc.
 func (l *locator) readAttachment(ctx context.Context, vaultID string, res itemResult, r Ref) ([]byte, *Error) {
 	if res.err != nil {
 		return nil, forRef(res.err, r)
@@ -279,6 +336,20 @@ func (l *locator) readAttachment(ctx context.Context, vaultID string, res itemRe
 		return nil, &Error{Class: ClassOther, Ref: r.String(), Msg: "1Password returned no item; try again, and report it if it persists"}
 	}
 	it := res.item
+	if r.Section != "" && !hasSection(it.Sections, r.Section) {
+		return nil, &Error{Class: ClassNotFound, Ref: r.String(),
+			Msg: fmt.Sprintf("item %q has no section named %q; check the name", r.Item, r.Section)}
+	}
+	var fields []onepassword.ItemField
+	for _, f := range it.Fields {
+		sec := ""
+		if f.SectionID != nil {
+			sec = *f.SectionID
+		}
+		if (f.ID == r.Field || strings.EqualFold(f.Title, r.Field)) && sectionMatches(it.Sections, sec, r.Section) {
+			fields = append(fields, f)
+		}
+	}
 	var found []onepassword.FileAttributes
 	for _, f := range it.Files {
 		if fileMatches(f.Attributes, f.FieldID, r.Field) && sectionMatches(it.Sections, f.SectionID, r.Section) {
@@ -288,21 +359,30 @@ func (l *locator) readAttachment(ctx context.Context, vaultID string, res itemRe
 	if it.Document != nil && r.Section == "" && fileMatches(*it.Document, "", r.Field) {
 		found = append(found, *it.Document)
 	}
-	switch len(found) {
-	case 1:
-		return l.read(ctx, vaultID, it.ID, found[0], r)
-	case 0:
-		// Resolve said this reference names a file it cannot return as
-		// text, so the file should be here; the item changed in between.
+	switch {
+	case len(fields) == 1 && len(found) == 0:
+		return []byte(fields[0].Value), nil
+	case len(found) == 1 && len(fields) == 0:
+		return l.readFile(ctx, vaultID, it.ID, found[0], r)
+	case len(found)+len(fields) == 0:
 		return nil, &Error{Class: ClassNotFound, Ref: r.String(),
-			Msg: fmt.Sprintf("item %q has no file named %q (it may have changed just now); check the file's name in 1Password", r.Item, r.Field)}
+			Msg: fmt.Sprintf("item %q has no field or file named %q; check the name (a whole Document item is referenced as op://%s/%s)", r.Item, r.Field, r.Vault, r.Item)}
 	default:
 		return nil, &Error{Class: ClassNotFound, Ref: r.String(),
-			Msg: fmt.Sprintf("item %q has %d files named %q; name a section in the reference, or rename one", r.Item, len(found), r.Field)}
+			Msg: fmt.Sprintf("item %q has %d fields or files named %q; add the section to the reference, use the field's ID, or rename one", r.Item, len(found)+len(fields), r.Field)}
 	}
 }
 
-func (l *locator) read(ctx context.Context, vaultID, itemID string, attrs onepassword.FileAttributes, r Ref) ([]byte, *Error) {
+func hasSection(sections []onepassword.ItemSection, want string) bool {
+	for _, s := range sections {
+		if s.ID == want || strings.EqualFold(s.Title, want) {
+			return true
+		}
+	}
+	return false
+}
+
+func (l *locator) readFile(ctx context.Context, vaultID, itemID string, attrs onepassword.FileAttributes, r Ref) ([]byte, *Error) {
 	var b []byte
 	if err := l.call(ctx, func(ctx context.Context) error {
 		var err error

@@ -60,7 +60,7 @@ func (o *Client) probe(ctx context.Context) *Error {
 	}
 	cctx, cancel := context.WithTimeout(ctx, o.timeout)
 	defer cancel()
-	req, err := http.NewRequestWithContext(cctx, http.MethodHead, "https://"+host+"/", nil)
+	req, err := http.NewRequestWithContext(probeContext(cctx), http.MethodHead, "https://"+host+"/", nil)
 	if err != nil {
 		return o.classify(ctx, cctx, err)
 	}
