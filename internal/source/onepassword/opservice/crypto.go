@@ -119,11 +119,7 @@ type envelope struct {
 }
 
 func sealGCM(key []byte, kid string, plain []byte) (envelope, error) {
-	block, err := aes.NewCipher(key)
-	if err != nil {
-		return envelope{}, err
-	}
-	gcm, err := cipher.NewGCM(block)
+	gcm, err := newGCM(key)
 	if err != nil {
 		return envelope{}, err
 	}
@@ -146,11 +142,7 @@ func openGCM(key []byte, e envelope) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("envelope data: %w", err)
 	}
-	block, err := aes.NewCipher(key)
-	if err != nil {
-		return nil, err
-	}
-	gcm, err := cipher.NewGCM(block)
+	gcm, err := newGCM(key)
 	if err != nil {
 		return nil, err
 	}
@@ -163,11 +155,7 @@ func openGCM(key []byte, e envelope) ([]byte, error) {
 // fileCipher encrypts a file's content as the SDK expects: AES-256-GCM under
 // the file's own key and nonce, no additional data, tag appended.
 func fileCipher(key, nonce, plain []byte) ([]byte, error) {
-	block, err := aes.NewCipher(key)
-	if err != nil {
-		return nil, err
-	}
-	gcm, err := cipher.NewGCM(block)
+	gcm, err := newGCM(key)
 	if err != nil {
 		return nil, err
 	}
@@ -264,4 +252,14 @@ func mustJSON(v any) []byte {
 		panic(err)
 	}
 	return b
+}
+
+// newGCM is AES-256-GCM under key, the one cipher of the protocol: session
+// envelopes, item records and files all use it.
+func newGCM(key []byte) (cipher.AEAD, error) {
+	block, err := aes.NewCipher(key)
+	if err != nil {
+		return nil, err
+	}
+	return cipher.NewGCM(block)
 }
