@@ -1,9 +1,15 @@
 // Package e2e runs egoengine end to end on a real Coder: a PostgreSQL
 // cluster, a Coder server and its OpenTofu provisioner, a workspace from the
 // test template in template/ whose agent runs the real egoagent start script
-// and metadata from coder-templates/modules/egoengine-agent.
+// and metadata from coder-templates/modules/egoengine-agent, and egoagent
+// with its 1Password source, whose helper signs in with the real SDK to the
+// local 1Password service of internal/source/onepassword/opservice, run by
+// the test on loopback.
 //
 // It is a module of its own so that its needs stay out of egoagent's
-// go.mod. Run it with scripts/e2e.sh (make e2e), which builds or reuses
-// Coder, OpenTofu and egoagent and passes their paths in; see docs/e2e.md.
+// go.mod; it requires the repository's module (replaced by ../) for that
+// one test-only package, which needs only the standard library. Run it with
+// scripts/e2e.sh (make e2e), which builds or reuses Coder, OpenTofu,
+// egoagent and the test build of egoagent-op and passes their paths in; see
+// docs/e2e.md.
 package e2e

@@ -10,35 +10,53 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/veraticus/egoengine/internal/source/onepassword/opservice"
 )
 
 const (
 	wsName = "e2e"
-	// The template's metadata interval and egoagent schedule (main.tf
-	// defaults), which bound how soon changes show.
+	// The template's metadata interval (main.tf), which bounds how soon
+	// changes show. egoagent's schedule is hourly, the shortest the
+	// 1Password source allows: passes here come from egoagent refresh and
+	// the daemon's retries.
 	metadataInterval = 5 * time.Second
-	refreshEvery     = 5 * time.Second
+	// The daemon's retry of an unreachable source: 15 to 30 s after the
+	// first failure, 30 to 60 s after a second (internal/daemon/planner.go).
+	retryWithin = 60 * time.Second
 	// Slack for the agent's report to the server and the server's push.
 	apiSlack = 5 * time.Second
+	// A pass with a cold helper: the SDK's core loads, signs in, fetches
+	// (about 5 s on two busy cores).
+	passTime = 10 * time.Second
 )
 
-// The secret's content in the stand-in vault, before and after a rotation.
+// The Codex secret's content in the service, before and after a rotation:
+// a file attached to the item "Codex Auth" (op://egoengine/Codex Auth/auth.json),
+// as the owner keeps it. Byte for byte, CRLF, non-ASCII and a missing final
+// newline included; both pass egoagent's json check.
 const (
-	secretV1 = `{"OPENAI_API_KEY":"sk-e2e-first","tokens":null}` + "\n"
-	secretV2 = `{"OPENAI_API_KEY":"sk-e2e-rotated","tokens":null}` + "\n"
+	secretV1 = "{\"OPENAI_API_KEY\":\"sk-e2e-first\",\"tokens\":null,\"note\":\"d\u00e9j\u00e0 vu\"}\r\n"
+	secretV2 = `{"OPENAI_API_KEY":"sk-e2e-rotated","tokens":{"id_token":"e2e"}}`
 )
+
+// codexItem is the 1Password item that holds content as auth.json.
+func codexItem(content string) opservice.Item {
+	return opservice.Item{Title: "Codex Auth", Category: opservice.SecureNote, Sections: []opservice.Section{{
+		Files: []opservice.File{{Name: "auth.json", Content: []byte(content)}},
+	}}}
+}
 
 // TestEndToEnd drives one workspace through its life on a real Coder and
 // checks each promise of issue 7 on the way; see docs/e2e.md.
 func TestEndToEnd(t *testing.T) {
 	h := newHarness(t)
-	// Cleanups run last-registered first: workspace, Coder, PostgreSQL, then
-	// this check that nothing of the run is left.
+	// Cleanups run last-registered first: workspace, Coder, PostgreSQL, the
+	// 1Password service, then this check that nothing of the run is left.
 	t.Cleanup(h.checkNothingLeft)
 
-	vaultFile := filepath.Join(h.runDir, "vault", "egoengine", "Codex Auth", "auth.json")
-	writeFile(t, vaultFile, secretV1)
-
+	h.startService()
+	h.svc.AddVault(opservice.Vault{Name: "egoengine", Items: []opservice.Item{codexItem(secretV1)}})
 	h.startPostgres()
 	h.startCoder()
 	h.login()
@@ -96,6 +114,9 @@ func TestEndToEnd(t *testing.T) {
 
 		checkSecretFile(t, secretFile, secretV1)
 		h.checkOneDaemon(t, wsDir, home)
+		// The value came from the service, through a real sign-in with the
+		// token Coder's provisioner gave the workspace.
+		h.checkSignedIn(t)
 
 		// What the build log says of the local-exec that was given the token.
 		if b, err := h.api("/api/v2/workspacebuilds/" + ws.LatestBuild.ID + "/logs"); err == nil {
@@ -111,7 +132,7 @@ func TestEndToEnd(t *testing.T) {
 		}
 	})
 
-	step(t, "egoagent metadata appears through Coder's API and turns stale when the source fails", func(t *testing.T) {
+	step(t, "egoagent metadata appears through Coder's API, turns stale while 1Password fails and fresh when it recovers", func(t *testing.T) {
 		v, took, seen, err := h.watchMetadata(ag.ID, "3_egoagent", metadataInterval+apiSlack, func(v string) bool {
 			return strings.HasPrefix(v, "ok: 1 fresh")
 		})
@@ -120,36 +141,73 @@ func TestEndToEnd(t *testing.T) {
 		}
 		t.Logf("metadata %q after %s", v, took.Round(time.Millisecond))
 
-		if err := os.Remove(vaultFile); err != nil {
-			t.Fatal(err)
+		// The service answers the vault list with 500 from now on. The
+		// schedule is hourly (the 1Password source allows no less): a
+		// refresh in the workspace runs the daemon's next pass.
+		h.svc.ResetCounts()
+		h.svc.Fail(opservice.RouteVaults, opservice.Fault{Status: http.StatusInternalServerError})
+		out, err := h.coder(2*time.Minute, "ssh", wsName, "--", "egoagent", "refresh")
+		if err == nil || !strings.Contains(out, "codex: stale (unreachable)") {
+			t.Errorf("refresh while 1Password fails: want exit 1 and 'codex: stale (unreachable)', got %v: %s", err, out)
 		}
-		v, took, seen, err = h.watchMetadata(ag.ID, "3_egoagent", refreshEvery+metadataInterval+apiSlack, func(v string) bool {
-			return strings.HasPrefix(v, "codex stale") && strings.Contains(v, "(not-found)")
+		if n := h.svc.Requests()[opservice.RouteVaults]; n == 0 {
+			t.Fatalf("no request met the failing route: %v", h.svc.Requests())
+		}
+		v, took, seen, err = h.watchMetadata(ag.ID, "3_egoagent", metadataInterval+apiSlack, func(v string) bool {
+			return strings.HasPrefix(v, "codex stale") && strings.Contains(v, "(unreachable)")
 		})
 		if err != nil {
-			t.Fatalf("after the source lost the secret: %v; values seen: %q", err, seen)
+			t.Fatalf("while 1Password fails: %v; values seen: %q", err, seen)
 		}
-		t.Logf("metadata %q %s after the source lost the secret", v, took.Round(time.Millisecond))
+		t.Logf("metadata %q %s after the failed pass", v, took.Round(time.Millisecond))
 		// The last good copy stays in place.
+		checkSecretFile(t, secretFile, secretV1)
+
+		// 1Password recovers; nobody asks for a pass: the daemon's retry
+		// after an unreachable source (15 to 30 s after the first failure,
+		// 30 to 60 s after a second) brings the metadata back.
+		h.svc.Clear()
+		h.svc.ResetCounts()
+		v, took, seen, err = h.watchMetadata(ag.ID, "3_egoagent", retryWithin+passTime+metadataInterval+apiSlack, func(v string) bool {
+			return strings.HasPrefix(v, "ok: 1 fresh")
+		})
+		if err != nil {
+			t.Fatalf("after 1Password recovered: %v; values seen: %q; requests since: %v", err, seen, h.svc.Requests())
+		}
+		t.Logf("metadata %q %s after 1Password recovered", v, took.Round(time.Millisecond))
+		st := readState(t, home)
+		switch {
+		case st.LastPass == nil || st.LastPass.Trigger != "retry" || !st.LastPass.OK:
+			t.Errorf("the pass that recovered: %+v, want an ok pass of trigger retry", st.LastPass)
+		case st.LastPass.Calls != h.svc.Total():
+			t.Errorf("egoagent counts %d requests for its retry pass, the service saw %d: %v", st.LastPass.Calls, h.svc.Total(), h.svc.Requests())
+		default:
+			t.Logf("the daemon's retry pass: %d requests to 1Password", st.LastPass.Calls)
+		}
 		checkSecretFile(t, secretFile, secretV1)
 	})
 
-	step(t, "egoagent refresh in the workspace reports the state and brings a rotated secret", func(t *testing.T) {
+	step(t, "egoagent refresh in the workspace reports the state and brings a value changed in 1Password", func(t *testing.T) {
+		// The item gone from the vault: a real not-found from the service.
+		h.svc.DeleteItem("egoengine", "Codex Auth")
 		out, err := h.coder(2*time.Minute, "ssh", wsName, "--", "egoagent", "refresh")
 		if err == nil || !strings.Contains(out, "codex: stale (not-found)") {
-			t.Errorf("refresh with the secret gone from the source: want exit 1 and 'codex: stale (not-found)', got %v: %s", err, out)
+			t.Errorf("refresh with the item gone from 1Password: want exit 1 and 'codex: stale (not-found)', got %v: %s", err, out)
 		}
+		checkSecretFile(t, secretFile, secretV1)
 
-		writeFile(t, vaultFile, secretV2)
+		// The item back with a new value. No pass of the daemon's own comes
+		// between (hourly schedule; no retry after not-found): the refresh
+		// writes it.
+		h.svc.PutItem("egoengine", codexItem(secretV2))
 		out, err = h.coder(2*time.Minute, "ssh", wsName, "--", "egoagent", "refresh")
 		if err != nil {
-			t.Fatalf("egoagent refresh after the rotation: %v", err)
+			t.Fatalf("egoagent refresh after the change in 1Password: %v", err)
 		}
-		if !strings.Contains(out, "codex: fresh") {
-			t.Errorf("egoagent refresh printed %q, want codex: fresh", out)
-		}
-		// The schedule (every 5 s) may have written it just before.
 		t.Logf("egoagent refresh: %s", strings.TrimSpace(out))
+		if !strings.Contains(out, "codex: fresh (written)") {
+			t.Errorf("egoagent refresh printed %q, want codex: fresh (written)", out)
+		}
 		checkSecretFile(t, secretFile, secretV2)
 		stat, err := h.coder(time.Minute, "ssh", wsName, "--", "stat", "-c", "%a", "~/.codex/auth.json")
 		if err != nil || strings.TrimSpace(stat) != "600" {
@@ -166,7 +224,8 @@ func TestEndToEnd(t *testing.T) {
 		pid := daemonPID(t, home)
 		out, err := h.coder(time.Minute, "ssh", wsName, "--", "cat", fmt.Sprintf("/proc/%d/environ", pid))
 		if err != nil {
-			t.Fatal(err)
+			// The error carries the command's output: the environment.
+			t.Fatal(h.masked(err.Error()))
 		}
 		got := ""
 		for _, kv := range splitNUL([]byte(out)) {
@@ -221,8 +280,9 @@ func TestEndToEnd(t *testing.T) {
 		}
 		var st struct {
 			Daemon struct {
-				PID     int  `json:"pid"`
-				Running bool `json:"running"`
+				PID     int                  `json:"pid"`
+				Running bool                 `json:"running"`
+				Next    map[string]time.Time `json:"next"`
 			} `json:"daemon"`
 			Secrets []struct {
 				Name, State string
@@ -233,6 +293,10 @@ func TestEndToEnd(t *testing.T) {
 		}
 		if !st.Daemon.Running || len(st.Secrets) != 1 || st.Secrets[0].State != "fresh" {
 			t.Errorf("egoagent status after restart: %s", out)
+		}
+		// The schedule goes on by itself: the next pass within the hour.
+		if next := st.Daemon.Next["codex"]; !next.After(time.Now()) || next.After(time.Now().Add(time.Hour+time.Minute)) {
+			t.Errorf("egoagent status after restart: next refresh of codex at %v, want within the hour: %s", next, out)
 		}
 		// A new build, the token given again by the provisioner.
 		if got := envOf(t, daemonPID(t, home), "OP_SERVICE_ACCOUNT_TOKEN"); got != h.token {
@@ -260,6 +324,24 @@ func TestEndToEnd(t *testing.T) {
 		}
 		h.deleteNow(name)
 	})
+}
+
+// checkSignedIn: the workspace's egoagent signed in to the 1Password
+// service (the SDK's whole exchange, with the token Coder gave it) and
+// downloaded the attachment.
+func (h *harness) checkSignedIn(t *testing.T) {
+	t.Helper()
+	req := h.svc.Requests()
+	for _, r := range []string{opservice.RouteAuthStart, opservice.RouteAuthComplete, opservice.RouteVaults, opservice.RouteFile} {
+		if req[r] == 0 {
+			t.Errorf("the 1Password service saw no %s; requests: %v", r, req)
+		}
+	}
+	clients := h.svc.Clients()
+	if len(clients) == 0 {
+		t.Fatalf("no sign-in to the 1Password service completed; requests: %v", req)
+	}
+	t.Logf("the 1Password service so far: %d requests %v; %d sign-ins, the last by %q", h.svc.Total(), req, len(clients), clients[len(clients)-1])
 }
 
 func anyHasPrefix(list []string, prefix string) bool {
@@ -311,6 +393,37 @@ func checkSecretFile(t *testing.T, path, want string) {
 	if string(got) != want {
 		t.Errorf("secret file %s holds %q, want %q", path, got, want)
 	}
+}
+
+// masked is s with the token and the secrets inside it replaced.
+func (h *harness) masked(s string) string {
+	for _, secret := range h.tokenSecrets {
+		s = strings.ReplaceAll(s, secret, "<TOKEN>")
+	}
+	return s
+}
+
+// readState reads egoagent's state file in the workspace's home.
+func readState(t *testing.T, home string) egoState {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(home, ".local", "state", "egoagent", "state.json"))
+	if err != nil {
+		t.Fatalf("egoagent's state: %v", err)
+	}
+	var st egoState
+	if err := json.Unmarshal(b, &st); err != nil {
+		t.Fatalf("egoagent's state: %v", err)
+	}
+	return st
+}
+
+// egoState is the part of egoagent's state.json this test reads.
+type egoState struct {
+	LastPass *struct {
+		Trigger string `json:"trigger"`
+		Calls   int    `json:"calls"`
+		OK      bool   `json:"ok"`
+	} `json:"last_pass"`
 }
 
 func daemonPID(t *testing.T, home string) int {
@@ -401,13 +514,16 @@ func (h *harness) pushTemplate(name string, extra map[string]string) string {
 		writeFile(t, filepath.Join(stage, f), content)
 	}
 	start := time.Now()
-	if _, err := h.coder(5*time.Minute, "templates", "push", name,
-		"--directory", stage, "--yes", "--message", "e2e run "+h.runID,
-		"--variable", "workspaces_dir="+filepath.Join(h.runDir, "w"),
-		"--variable", "coder_binary="+h.coderBin,
-		"--variable", "egoagent_binary="+h.egoagentBin,
-		"--variable", "vault_dir="+filepath.Join(h.runDir, "vault"),
-	); err != nil {
+	args := []string{"templates", "push", name,
+		"--directory", stage, "--yes", "--message", "e2e run " + h.runID,
+		"--variable", "workspaces_dir=" + filepath.Join(h.runDir, "w"),
+		"--variable", "coder_binary=" + h.coderBin,
+		"--variable", "egoagent_binary=" + h.egoagentBin,
+		"--variable", "egoagent_op_binary=" + h.opHelperBin,
+		"--variable", "optest_addr=" + h.svc.Addr(),
+		"--variable", "optest_cert=" + h.svcCert,
+	}
+	if _, err := h.coder(5*time.Minute, args...); err != nil {
 		t.Fatalf("%v\nserver log:\n%s", err, readTail(h.serverLog))
 	}
 	t.Logf("template %s pushed in %s", name, time.Since(start).Round(time.Millisecond))
@@ -475,7 +591,7 @@ func (h *harness) tokenLeaks(t *testing.T, name, stage string) []string {
 			t.Errorf("%v", err)
 			continue
 		}
-		if where, found := leakIn("GET "+p, body, h.token); found {
+		if where, found := leakIn("GET "+p, body, h.tokenSecrets...); found {
 			leaks = append(leaks, where)
 		}
 	}
@@ -503,7 +619,7 @@ func (h *harness) tokenLeaks(t *testing.T, name, stage string) []string {
 
 	// What the metadata stream carries.
 	_, _, seen, _ := h.watchMetadata(ag.ID, "3_egoagent", 2*time.Second, func(string) bool { return false })
-	if where, leaked := leakIn("watch-metadata", []byte(strings.Join(seen, "\n")), h.token); leaked {
+	if where, leaked := leakIn("watch-metadata", []byte(strings.Join(seen, "\n")), h.tokenSecrets...); leaked {
 		leaks = append(leaks, where)
 	}
 
@@ -524,7 +640,7 @@ func (h *harness) tokenLeaks(t *testing.T, name, stage string) []string {
 				t.Errorf("reading %s: %v", p, err)
 				return nil
 			}
-			if where, found := leakIn(p, body, h.token); found {
+			if where, found := leakIn(p, body, h.tokenSecrets...); found {
 				leaks = append(leaks, where)
 			}
 			return nil

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
@@ -15,12 +16,16 @@ import (
 	"os/exec"
 	"os/user"
 	"path/filepath"
+	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/veraticus/egoengine/internal/source/onepassword/opservice"
 )
 
 // runMarker is put in the environment of every process this run starts
@@ -47,12 +52,20 @@ type harness struct {
 
 	coderBin    string
 	egoagentBin string
+	opHelperBin string // egoagent-op built with the tag egoagent_optest
 	tofuBin     string
 	tofuConfig  string
 
-	// token stands in for the 1Password service-account token: given to
-	// Coder only as TF_VAR_op_service_account_token, searched for everywhere.
-	token string
+	// svc is the local 1Password service the workspace's egoagent signs in
+	// to (through the tagged helper), and svcCert the file of its
+	// certificate, which that helper trusts.
+	svc     *opservice.Service
+	svcCert string
+	// token is the service-account token svc minted: given to Coder only
+	// as TF_VAR_op_service_account_token, searched for everywhere, together
+	// with the secrets inside it (tokenSecrets).
+	token        string
+	tokenSecrets []string
 
 	pgBin  string
 	pgData string
@@ -85,11 +98,11 @@ func newHarness(t *testing.T) *harness {
 		repo:        mustEnv(t, "E2E_REPO", "the repository root"),
 		coderBin:    mustEnv(t, "E2E_CODER", "the coder binary (e2e/build-coder.sh)"),
 		egoagentBin: mustEnv(t, "E2E_EGOAGENT", "bin/egoagent (scripts/build.sh)"),
+		opHelperBin: mustEnv(t, "E2E_OP_HELPER", "egoagent-op built with -tags egoagent_optest (scripts/e2e.sh)"),
 		tofuBin:     mustEnv(t, "E2E_TOFU", "OpenTofu (scripts/tools.sh)"),
 		tofuConfig:  mustEnv(t, "TF_CLI_CONFIG_FILE", "OpenTofu's CLI config with the provider mirror (scripts/tools.sh)"),
-		token:       "ops_e2e" + randomHex(t, 24),
 	}
-	for _, d := range []string{"bin", "logs", "tmp", "cli", "home", "cache", "w", "vault"} {
+	for _, d := range []string{"bin", "logs", "tmp", "cli", "home", "cache", "w", "op"} {
 		if err := os.MkdirAll(filepath.Join(h.runDir, d), 0o755); err != nil {
 			t.Fatal(err)
 		}
@@ -164,6 +177,54 @@ func tail(s string, n int) string {
 		return "..." + s[len(s)-n:]
 	}
 	return s
+}
+
+// ---- 1Password ----
+
+// startService starts the local 1Password service on a loopback port and
+// mints the token the workspace's egoagent will sign in with; it stops with
+// the test's cleanups, after the workspaces.
+func (h *harness) startService() {
+	t := h.t
+	svc, err := opservice.Start("")
+	if err != nil {
+		t.Fatalf("starting the local 1Password service: %v", err)
+	}
+	h.svc = svc
+	t.Cleanup(svc.Close)
+	_, port, _ := net.SplitHostPort(svc.Addr())
+	p, _ := strconv.Atoi(port)
+	h.ports = append(h.ports, p)
+	// Each Token is minted anew (a fresh throttle seed): this one is the
+	// token of the run.
+	h.token = svc.Token()
+	body := strings.TrimPrefix(h.token, "ops_")
+	creds, err := base64.RawStdEncoding.DecodeString(body)
+	if err != nil || body == h.token {
+		t.Fatalf("the service minted a token of an unexpected shape (%d characters): %v", len(h.token), err)
+	}
+	// The secrets inside it (secret key, SRP x, unlock key) are searched for
+	// too: a view that showed the decoded token would show them.
+	h.tokenSecrets = []string{h.token, body}
+	all := svc.TokenSecrets()
+	for _, s := range all {
+		if strings.HasPrefix(s, "ops_") || slices.Contains(all, "ops_"+s) {
+			continue // another minting of the token, or its body
+		}
+		if !bytes.Contains(creds, []byte(s)) {
+			t.Fatalf("a secret the service names (%d characters) is not in the token it minted", len(s))
+		}
+		h.tokenSecrets = append(h.tokenSecrets, s)
+	}
+	if len(h.tokenSecrets) < 4 {
+		t.Fatalf("the service names %d secrets inside its token, want at least 2", len(h.tokenSecrets)-2)
+	}
+	// Public: the certificate the tagged helper trusts, nothing else.
+	h.svcCert = filepath.Join(h.runDir, "op", "service.pem")
+	if err := os.WriteFile(h.svcCert, svc.CertPEM(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("1Password service: %s (host %s), a token of %d characters", svc.Addr(), svc.Host, len(h.token))
 }
 
 // ---- PostgreSQL ----
@@ -706,14 +767,30 @@ func copyTree(src, dst string) error {
 	})
 }
 
-// leakIn reports where secret occurs in text, as "name: ...context..."
-// with the secret itself masked.
-func leakIn(name string, text []byte, secret string) (string, bool) {
-	i := bytes.Index(text, []byte(secret))
-	if i < 0 {
-		return "", false
+var longRun = regexp.MustCompile(`[A-Za-z0-9+/=_-]{12,}`)
+
+// leakIn reports where one of secrets occurs in text, as
+// "name: ...context..." with every secret masked.
+func leakIn(name string, text []byte, secrets ...string) (string, bool) {
+	for _, secret := range secrets {
+		i := bytes.Index(text, []byte(secret))
+		if i < 0 {
+			continue
+		}
+		lo, hi := max(0, i-40), min(len(text), i+len(secret)+40)
+		ctx := string(text[lo:hi])
+		for _, s := range secrets {
+			ctx = strings.ReplaceAll(ctx, s, "<TOKEN>")
+		}
+		// A secret cut by the window's edge is not masked above: no long
+		// run of token-like characters with a digit in it is shown at all.
+		ctx = longRun.ReplaceAllStringFunc(ctx, func(run string) string {
+			if strings.ContainsAny(run, "0123456789") {
+				return "<...>"
+			}
+			return run
+		})
+		return fmt.Sprintf("%s: ...%s...", name, ctx), true
 	}
-	lo, hi := max(0, i-40), min(len(text), i+len(secret)+40)
-	ctx := strings.ReplaceAll(string(text[lo:hi]), secret, "<TOKEN>")
-	return fmt.Sprintf("%s: ...%s...", name, ctx), true
+	return "", false
 }

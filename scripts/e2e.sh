@@ -10,6 +10,11 @@
 #                           (about 12 minutes on two cores, once)
 #   OpenTofu + providers    scripts/tools.sh
 #   bin/egoagent            scripts/build.sh (every run: it is what is tested)
+#   e2e-optest/egoagent-op  the 1Password helper built with the test tag
+#                           egoagent_optest (every run, from the Go build
+#                           cache: a few seconds), which the
+#                           workspace's egoagent runs against the test's
+#                           local 1Password service on loopback
 # then runs the Go test in e2e/ (a module of its own) against a PostgreSQL
 # cluster and a Coder server of its own on free loopback ports.
 #
@@ -18,7 +23,7 @@
 # the run fails if one was found.
 #
 # E2E_KEEP=1 keeps the run's folder; E2E_EGOAGENT=PATH tests that egoagent
-# binary instead of building bin/egoagent.
+# binary instead of building bin/egoagent (the helper is still built here).
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -57,6 +62,23 @@ build_coder() {
 	# against the server) say the release instead of v0.0.0-devel.
 	(cd "$src" && go build -trimpath -ldflags="-s -X github.com/coder/coder/v2/buildinfo.tag=${CODER_VERSION#v}" -o "$out.partial" ./cmd/coder)
 	mv -f "$out.partial" "$out"
+	printf '%s\n' "$out"
+}
+
+# build_op_helper: prints the path of egoagent-op built with the tag
+# egoagent_optest, whose one extra file sends the SDK's connections to the
+# loopback service named by EGOAGENT_OPTEST_ADDR and EGOAGENT_OPTEST_CERT
+# (docs/egoagent.md, "Why a helper"). It is never bin/egoagent-op, the
+# shipped helper. Built at every run from the Go build cache (a few
+# seconds: the link), and renamed into place, so that a run going on
+# beside this one never copies a half-written helper.
+build_op_helper() {
+	local out=$cache/e2e-optest/egoagent-op version
+	version=$(cd "$root" && git describe --always --dirty 2>/dev/null || echo dev)
+	mkdir -p "$(dirname "$out")"
+	(cd "$root" && CGO_ENABLED=0 go build -tags egoagent_optest -trimpath \
+		-ldflags "-s -w -X main.version=$version" -o "$out.partial.$$" ./cmd/egoagent-op) >&2
+	mv -f "$out.partial.$$" "$out"
 	printf '%s\n' "$out"
 }
 
@@ -158,6 +180,10 @@ main() {
 	fi
 	[[ -x $egoagent ]] || die "E2E_EGOAGENT=$egoagent is not an executable file"
 	log "egoagent: $egoagent ($("$egoagent" version 2>/dev/null || true))"
+	local t2 ophelper
+	t2=$(date +%s)
+	ophelper=$(build_op_helper)
+	log "helper:   $ophelper (tag egoagent_optest, $(($(date +%s) - t2))s)"
 	log "tools ready after $(($(date +%s) - t0))s"
 
 	run_id=$(od -An -N12 -tx1 /dev/urandom | tr -d ' \n')
@@ -176,7 +202,7 @@ main() {
 	(
 		cd "$root/e2e"
 		E2E_RUN_ID=$run_id E2E_RUN_DIR=$run_dir E2E_REPO=$root E2E_CODER=$coder \
-			E2E_EGOAGENT=$egoagent E2E_TOFU=$tofu TF_CLI_CONFIG_FILE=$tfrc \
+			E2E_EGOAGENT=$egoagent E2E_OP_HELPER=$ophelper E2E_TOFU=$tofu TF_CLI_CONFIG_FILE=$tfrc \
 			exec setsid go test -count=1 -v -timeout 30m ./...
 	) &
 	test_pid=$!

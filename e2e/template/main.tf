@@ -9,6 +9,10 @@
 #                                  killed (with every process it left) on stop
 #   the egoengine image         -> a small image root (etc/egoengine, nix/store)
 #                                  that `egoagent image link-home` reads
+#   1Password                   -> the test's local 1Password service on
+#                                  loopback, which the helper egoagent-op
+#                                  (built with the tag egoagent_optest)
+#                                  reaches instead of the Internet
 #
 # The 1Password token travels as in the real templates: a sensitive variable
 # left unset at push, filled from TF_VAR_op_service_account_token in the Coder
@@ -50,15 +54,25 @@ variable "egoagent_binary" {
   description = "Absolute path of the egoagent binary (bin/egoagent)."
 }
 
-variable "vault_dir" {
+variable "egoagent_op_binary" {
   type        = string
-  description = "Folder that egoagent's directory source reads as the 1Password stand-in."
+  description = "Absolute path of egoagent's 1Password helper, built with -tags egoagent_optest (scripts/e2e.sh)."
+}
+
+variable "optest_addr" {
+  type        = string
+  description = "Loopback host:port of the test's 1Password service, where the test build of egoagent-op sends the SDK's connections."
+}
+
+variable "optest_cert" {
+  type        = string
+  description = "File of the 1Password service's certificate (public), which the test build of egoagent-op trusts."
 }
 
 variable "refresh" {
   type        = string
-  description = "egoagent's refresh schedule (seconds here, so that a test sees passes)."
-  default     = "@every 5s"
+  description = "egoagent's refresh schedule: hourly, the shortest the 1Password source allows (the test runs passes with egoagent refresh and waits for the daemon's retries)."
+  default     = "@every 1h"
 }
 
 variable "metadata_interval" {
@@ -125,7 +139,9 @@ resource "terraform_data" "workspace" {
       WS_HOME           = local.home
       CODER_BIN         = var.coder_binary
       EGOAGENT_BIN      = var.egoagent_binary
-      VAULT_DIR         = var.vault_dir
+      EGOAGENT_OP_BIN   = var.egoagent_op_binary
+      OPTEST_ADDR       = var.optest_addr
+      OPTEST_CERT       = var.optest_cert
       EGOAGENT_REFRESH  = var.refresh
       CODER_AGENT_URL   = data.coder_workspace.me.access_url
       CODER_AGENT_TOKEN = module.agent.token

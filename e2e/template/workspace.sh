@@ -73,31 +73,46 @@ image_root() {
 	ln -s "/nix/store/${hmpath##*/}" "$WS_ROOT/etc/egoengine/home-path"
 }
 
-# The image has egoagent at a fixed root; this one is a folder of the host.
-# The wrapper gives link-home that root and is otherwise the real binary.
-wrappers() {
-	mkdir -p "$WS_DIR/bin"
-	cat >"$WS_DIR/bin/egoagent" <<WRAPPER
+# The image has egoagent and its 1Password helper side by side on the PATH,
+# and egoagent runs the egoagent-op beside its own executable. Here both are
+# copies in the workspace's bin: egoagent from the build under test, and the
+# helper built with the tag egoagent_optest, the one build that can reach
+# the test's loopback service instead of 1Password. Copies, not links:
+# egoagent looks beside the file it runs from, and beside the repository's
+# bin/egoagent is the shipped helper, which would go to the Internet.
+# The image also has egoagent at a fixed root, and this root is a folder of
+# the host: a wrapper ahead of bin on the PATH gives link-home that root and
+# otherwise execs the real binary.
+install_bin() { # SOURCE NAME
+	cp "$1" "$WS_DIR/bin/$2.new"
+	chmod 755 "$WS_DIR/bin/$2.new"
+	mv -f "$WS_DIR/bin/$2.new" "$WS_DIR/bin/$2"
+}
+
+binaries() {
+	mkdir -p "$WS_DIR/bin" "$WS_DIR/wrap"
+	install_bin "$EGOAGENT_BIN" egoagent
+	install_bin "$EGOAGENT_OP_BIN" egoagent-op
+	ln -sf "$CODER_BIN" "$WS_DIR/bin/coder"
+	cat >"$WS_DIR/wrap/egoagent" <<WRAPPER
 #!/bin/sh
 # Stand-in for the image's /: link-home works on $WS_ROOT.
 if [ "\${1:-}" = image ] && [ "\${2:-}" = link-home ]; then
 	shift 2
-	exec '$EGOAGENT_BIN' image link-home --root '$WS_ROOT' "\$@"
+	exec '$WS_DIR/bin/egoagent' image link-home --root '$WS_ROOT' "\$@"
 fi
-exec '$EGOAGENT_BIN' "\$@"
+exec '$WS_DIR/bin/egoagent' "\$@"
 WRAPPER
-	chmod 755 "$WS_DIR/bin/egoagent"
-	ln -sf "$CODER_BIN" "$WS_DIR/bin/coder"
+	chmod 755 "$WS_DIR/wrap/egoagent"
 }
 
-# The image's /etc/egoagent/config.toml, here in the home: the directory
-# source stands in for 1Password.
+# The image's /etc/egoagent/config.toml, here in the home: the 1Password
+# source, as in the image.
 egoagent_config() {
 	mkdir -p "$WS_HOME/.config/egoagent"
 	cat >"$WS_HOME/.config/egoagent/config.toml" <<CONFIG
 [source]
-kind = "dir"
-dir = "$VAULT_DIR"
+kind = "1password"
 
 [schedule]
 refresh = "$EGOAGENT_REFRESH"
@@ -118,15 +133,20 @@ CONFIG
 start_agent() (
 	keep=" HOME USER LOGNAME SHELL PATH LANG TMPDIR CODER_AGENT_URL CODER_AGENT_TOKEN CODER_AGENT_AUTH"
 	keep="$keep CODER_AGENT_LOG_DIR CODER_AGENT_SCRIPT_DATA_DIR CODER_AGENT_PPROF_ADDRESS CODER_AGENT_PROMETHEUS_ADDRESS"
-	keep="$keep CODER_AGENT_DEBUG_ADDRESS OP_SERVICE_ACCOUNT_TOKEN EGOENGINE_E2E_RUN EGOENGINE_E2E_WORKSPACE "
+	keep="$keep CODER_AGENT_DEBUG_ADDRESS OP_SERVICE_ACCOUNT_TOKEN EGOENGINE_E2E_RUN EGOENGINE_E2E_WORKSPACE"
+	keep="$keep EGOAGENT_OPTEST_ADDR EGOAGENT_OPTEST_CERT "
 	mkdir -p "$WS_DIR/logs" "$WS_DIR/tmp" "$WS_DIR/script-data"
 	user=$(id -un)
 	export HOME="$WS_HOME" USER="$user" LOGNAME="$user" SHELL=/bin/sh LANG=C.UTF-8
-	export PATH="$WS_DIR/bin:/usr/local/bin:/usr/bin:/bin" TMPDIR="$WS_DIR/tmp"
+	export PATH="$WS_DIR/wrap:$WS_DIR/bin:/usr/local/bin:/usr/bin:/bin" TMPDIR="$WS_DIR/tmp"
 	export CODER_AGENT_AUTH=token CODER_AGENT_LOG_DIR="$WS_DIR/logs" CODER_AGENT_SCRIPT_DATA_DIR="$WS_DIR/script-data"
 	# Loopback ports of the kernel's choice: two agents never collide.
 	export CODER_AGENT_PPROF_ADDRESS=127.0.0.1:0 CODER_AGENT_PROMETHEUS_ADDRESS=127.0.0.1:0 CODER_AGENT_DEBUG_ADDRESS=127.0.0.1:0
 	export EGOENGINE_E2E_WORKSPACE="$WS_DIR"
+	# Where the test build of egoagent-op finds 1Password: the test's
+	# service on loopback, and the certificate to trust. The stand-in for
+	# the route to 1Password; the shipped helper has no such setting.
+	export EGOAGENT_OPTEST_ADDR="$OPTEST_ADDR" EGOAGENT_OPTEST_CERT="$OPTEST_CERT"
 	if [ -z "${OP_SERVICE_ACCOUNT_TOKEN:-}" ]; then
 		unset OP_SERVICE_ACCOUNT_TOKEN
 	fi
@@ -151,15 +171,21 @@ create)
 	chmod 700 "$WS_DIR"
 	;;
 start)
-	: "${WS_ROOT:?}" "${WS_HOME:?}" "${CODER_BIN:?}" "${EGOAGENT_BIN:?}" "${VAULT_DIR:?}" "${EGOAGENT_REFRESH:?}"
-	: "${CODER_AGENT_URL:?}" "${CODER_AGENT_TOKEN:?}"
+	: "${WS_ROOT:?}" "${WS_HOME:?}" "${CODER_BIN:?}" "${EGOAGENT_BIN:?}" "${EGOAGENT_OP_BIN:?}" "${EGOAGENT_REFRESH:?}"
+	: "${OPTEST_ADDR:?}" "${OPTEST_CERT:?}" "${CODER_AGENT_URL:?}" "${CODER_AGENT_TOKEN:?}"
 	[ -x "$CODER_BIN" ] || die "coder_binary $CODER_BIN is not an executable file"
 	[ -x "$EGOAGENT_BIN" ] || die "egoagent_binary $EGOAGENT_BIN is not an executable file"
+	[ -x "$EGOAGENT_OP_BIN" ] || die "egoagent_op_binary $EGOAGENT_OP_BIN is not an executable file"
+	[ -r "$OPTEST_CERT" ] || die "optest_cert $OPTEST_CERT is not a readable file"
+	case $OPTEST_ADDR in
+	127.*:* | "[::1]":*) ;;
+	*) die "optest_addr must be a loopback host:port, got '$OPTEST_ADDR'" ;;
+	esac
 	[ -d "$WS_HOME" ] || die "the home $WS_HOME is missing: was terraform_data.home created?"
 	# A start after a failed stop must not leave two agents.
 	stop_all
 	image_root
-	wrappers
+	binaries
 	egoagent_config
 	start_agent
 	echo "workspace.sh: agent started for $WS_DIR"
