@@ -26,6 +26,7 @@ import (
 	"github.com/veraticus/egoengine/internal/config"
 	"github.com/veraticus/egoengine/internal/engine"
 	"github.com/veraticus/egoengine/internal/source"
+	"github.com/veraticus/egoengine/internal/source/onepassword/opservice"
 	"github.com/veraticus/egoengine/internal/status"
 )
 
@@ -310,4 +311,142 @@ func TestMain(m *testing.M) {
 		os.Exit(0)
 	}
 	os.Exit(m.Run())
+}
+
+// buildOpHelper builds egoagent-op as scripts/build.sh does, plus the tag
+// egoagent_optest, whose one extra file sends the SDK's connections to the
+// loopback service (cmd/egoagent-op/optest.go). Only the 1Password
+// benchmarks need it, so it is built on first use.
+var buildOpHelper = sync.OnceValues(func() (string, error) {
+	dir, err := os.MkdirTemp("", "egoagent-bench-op")
+	if err != nil {
+		return "", err
+	}
+	out := filepath.Join(dir, "egoagent-op")
+	cmd := exec.Command("go", "build", "-tags", "urfave_cli_no_docs,egoagent_optest", "-trimpath", "-ldflags=-s -w", "-o", out,
+		"github.com/veraticus/egoengine/cmd/egoagent-op")
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if msg, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("build egoagent-op (egoagent_optest): %v\n%s", err, msg)
+	}
+	return out, nil
+})
+
+// imageConfig is the image's configuration (nix/egoagent/settings.nix) with
+// the given source: the Codex secret, a file attached to an item, and the
+// home/ mirror of the vault egoengine. The Codex check is the json check
+// here, so that no Codex CLI runs in either pass.
+const imageConfig = `
+[[secret]]
+name = "codex"
+ref = "op://egoengine/Codex Auth/auth.json"
+path = "~/.codex/auth.json"
+check = "json"
+policy = "consumer-rewrites"
+
+[[mirror]]
+vault = "egoengine"
+prefix = "home/"
+`
+
+// BenchmarkOnePasswordImage0 and BenchmarkOnePasswordImage5: see
+// onePasswordPass.
+func BenchmarkOnePasswordImage0(b *testing.B) { onePasswordPass(b, 0) }
+func BenchmarkOnePasswordImage5(b *testing.B) { onePasswordPass(b, 5) }
+
+// onePasswordPass runs `egoagent sync` over the image's configuration with
+// docs mirrored Documents, twice per iteration: with kind = "1password",
+// the real helper and the real SDK against opservice (the test-only local
+// stand-in for 1Password, on loopback), and with the directory source over
+// the same files. Before each pass the installed files are removed, so
+// each pass writes them all. It reports the HTTP requests of a 1Password
+// pass as the service counted them, and the median wall time of each sync:
+// the 1Password one starts a new helper (cold: a new process that loads the
+// SDK's core and signs in) and ends once the files are written; the
+// directory one is everything else a pass does (egoagent's start, the
+// checks, the writes, the state), so the ratio is the helper's weight.
+func onePasswordPass(b *testing.B, docs int) {
+	bs := binaries(b)
+	helper, err := buildOpHelper()
+	if err != nil {
+		b.Fatal(err)
+	}
+	svc, err := opservice.Start("")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer svc.Close()
+
+	codex := `{"OPENAI_API_KEY":null,"tokens":{"refresh_token":"bench"},"last_refresh":"2026-11-30T00:00:00Z"}` + "\n"
+	files := map[string]string{".codex/auth.json": codex}
+	items := []opservice.Item{{Title: "Codex Auth", Category: opservice.SecureNote,
+		Sections: []opservice.Section{{Files: []opservice.File{{Name: "auth.json", Content: []byte(codex)}}}}}}
+	dir := b.TempDir()
+	vault := filepath.Join(dir, "vault", "egoengine")
+	os.MkdirAll(filepath.Join(vault, "Codex Auth"), 0o700)
+	os.WriteFile(filepath.Join(vault, "Codex Auth", "auth.json"), []byte(codex), 0o600)
+	for i := 0; i < docs; i++ {
+		rel := fmt.Sprintf(".config/bench/doc%d.conf", i)
+		content := strings.Repeat(fmt.Sprintf("line %d of a mirrored file\n", i), 40)
+		files[rel] = content
+		items = append(items, opservice.Item{Title: "home/" + rel, Category: opservice.Document,
+			Document: &opservice.File{Name: filepath.Base(rel), Content: []byte(content)}})
+		p := filepath.Join(vault, "home", rel)
+		os.MkdirAll(filepath.Dir(p), 0o700)
+		os.WriteFile(p, []byte(content), 0o600)
+	}
+	svc.AddVault(opservice.Vault{Name: "egoengine", Items: items})
+	cert := filepath.Join(dir, "service.pem")
+	os.WriteFile(cert, svc.CertPEM(), 0o600)
+
+	workspace := func(name, source string) (home string, env []string) {
+		home = filepath.Join(dir, name)
+		os.MkdirAll(home, 0o700)
+		cfg := filepath.Join(dir, name+".toml")
+		os.WriteFile(cfg, []byte("[source]\n"+source+imageConfig), 0o600)
+		return home, []string{"HOME=" + home, "EGOAGENT_CONFIG=" + cfg}
+	}
+	dirHome, dirEnv := workspace("dir-home", fmt.Sprintf("kind = \"dir\"\ndir = %q\n", filepath.Join(dir, "vault")))
+	opHome, opEnv := workspace("op-home", "kind = \"1password\"\n")
+	// The token is minted for this run and goes to egoagent, and from it to
+	// the helper, in the environment only; it is never printed.
+	opEnv = append(opEnv, "EGOAGENT_OP_HELPER="+helper, "EGOAGENT_OPTEST_ADDR="+svc.Addr(),
+		"EGOAGENT_OPTEST_CERT="+cert, "OP_SERVICE_ACCOUNT_TOKEN="+svc.Token())
+
+	// pass removes the installed files, runs one sync and checks that it
+	// wrote every file byte for byte.
+	pass := func(home string, env []string) time.Duration {
+		for rel := range files {
+			os.Remove(filepath.Join(home, rel))
+		}
+		d := run(b, env, bs["egoagent"], "sync")
+		for rel, want := range files {
+			if got, err := os.ReadFile(filepath.Join(home, rel)); err != nil || string(got) != want {
+				b.Fatalf("~/%s was not written: %v", rel, err)
+			}
+		}
+		return d
+	}
+	// One pass each first, untimed: the page cache, and the state folder.
+	pass(dirHome, dirEnv)
+	pass(opHome, opEnv)
+
+	var dirT, opT []time.Duration
+	var requests []int
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		dirT = append(dirT, pass(dirHome, dirEnv))
+		svc.ResetCounts()
+		opT = append(opT, pass(opHome, opEnv))
+		requests = append(requests, svc.Total())
+	}
+	b.StopTimer()
+	slices.Sort(requests)
+	if requests[0] != requests[len(requests)-1] {
+		b.Logf("requests per pass varied: %v", requests)
+	}
+	b.ReportMetric(float64(requests[len(requests)/2]), "requests")
+	b.ReportMetric(float64(median(opT).Microseconds())/1000, "op-ms")
+	b.ReportMetric(float64(median(dirT).Microseconds())/1000, "dir-ms")
+	b.ReportMetric(float64(median(opT))/float64(median(dirT)), "x-dir")
 }

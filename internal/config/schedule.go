@@ -11,13 +11,14 @@ import (
 
 // MinRefreshInterval is the shortest gap allowed between two passes of any
 // schedule (schedule.refresh and every [[secret]] schedule) when secrets come
-// from 1Password. A pass costs about a dozen requests (four to sign in, then
-// the vault list, the item overviews, a batch and a download per file), and
+// from 1Password. A pass of the image's configuration costs 10 HTTP
+// requests (four to sign in, the keysets, the vault list, an item list and
+// a batch per vault, two per file), two more per mirrored Document, and
 // 1Password counts them against a budget that several workspaces share: per
 // token 1,000 reads an hour on Teams and Families, per account 1,000
 // requests a day on personal and family plans. A pass every minute would
 // spend a personal account's day in under two hours; one an hour spends
-// about 290 a day per workspace. An extra pass is always one `egoagent
+// 240 a day per workspace. An extra pass is always one `egoagent
 // refresh` away, so nothing needs a tighter schedule.
 //
 // A "dir" source reads a local folder and spends nothing, so it has no
@@ -85,7 +86,7 @@ func tooOften(problem string, floor time.Duration, descriptor bool) error {
 	if !descriptor {
 		instead = "write a spec whose runs are at least that far apart, such as \"0 * * * *\" (hourly) or \"0 */6 * * *\""
 	}
-	return fmt.Errorf("%s; passes must be at least %s apart, because each spends about a dozen 1Password requests and accounts allow only so many a day: %s; for an extra pass now, run egoagent refresh",
+	return fmt.Errorf("%s; passes must be at least %s apart, because each spends 10 or more 1Password requests and accounts allow only so many a day: %s; for an extra pass now, run egoagent refresh",
 		problem, spell(floor), instead)
 }
 
