@@ -353,7 +353,7 @@ func Parse(path string, data []byte, env Env) (*Config, error) {
 		if err != nil {
 			return nil, errf(key("path"), "%s: path %v", label, err)
 		}
-		if stateDir != "" && within(stateDir, dest) {
+		if stateDir != "" && Within(stateDir, dest) {
 			what := "is inside"
 			if dest == stateDir {
 				what = "is"
@@ -507,9 +507,10 @@ func secretPath(p, home string) (string, error) {
 	return x, nil
 }
 
-// within reports whether p is dir or inside it; both are clean and
-// absolute.
-func within(dir, p string) bool {
+// Within reports whether p is dir or inside it; both are clean and
+// absolute. The config loader and the engine's last check before a write
+// use it alike, so that both refuse the same paths.
+func Within(dir, p string) bool {
 	rel, err := filepath.Rel(dir, p)
 	return err == nil && rel != ".." && !strings.HasPrefix(rel, "../")
 }

@@ -371,7 +371,7 @@ func countName(ts []*target, name string) int {
 // ownPath says why egoagent must never write path itself, or "".
 func (e *Engine) ownPath(p string) string {
 	p = filepath.Clean(p)
-	if state := filepath.Clean(e.StateDir); p == state || strings.HasPrefix(p, state+"/") {
+	if state := filepath.Clean(e.StateDir); config.Within(state, p) {
 		return fmt.Sprintf("%s is inside egoagent's own state folder %s, which no secret may overwrite", p, state)
 	}
 	if e.Config.File != "" {
