@@ -91,15 +91,8 @@ func Replace(path string, data []byte, mode fs.FileMode) error {
 // gives (nil, false, nil); a symlink or a non-regular file is an error,
 // because egoagent never follows or replaces what it did not put there.
 func Read(path string) (data []byte, exists bool, err error) {
-	fi, err := os.Lstat(path)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, false, nil
-	}
-	if err != nil {
-		return nil, false, fmt.Errorf("cannot inspect %s: %w", path, err)
-	}
-	if err := regular(path, fi); err != nil {
-		return nil, true, err
+	if exists, err = Exists(path); !exists || err != nil {
+		return nil, exists, err
 	}
 	data, err = os.ReadFile(path)
 	if err != nil {
