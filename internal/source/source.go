@@ -2,8 +2,11 @@
 // through its Go SDK, or a local directory laid out like a vault (for the demo,
 // offline use and tests).
 //
-// A Source only reads. It never writes files and never logs values: what it
-// returns goes straight to the engine, which stages, checks and installs it.
+// A Source reads; some can also put a value back where they read it
+// (Writer), which is how a file its consumer refreshed reaches the other
+// workspaces. A Source never writes local files and never logs values: what
+// it returns goes straight to the engine, which stages, checks and installs
+// it.
 // Errors carry a Class so that callers can decide how soon to try again
 // without parsing strings, and their messages never contain a secret value.
 package source
@@ -100,6 +103,29 @@ type Source interface {
 	Calls() int
 }
 
+// Writer is a Source that can replace a value it fetched.
+type Writer interface {
+	// Replace writes value where ref points (a text field, a file attached
+	// to the item, or a Document's file), but only when ref still holds old:
+	// it reads the item afresh right before writing. When ref holds
+	// something else, nothing is written and the error is a *Conflict with
+	// what ref holds now. A token that may read but not write gives an
+	// *Error of ClassReadOnly.
+	Replace(ctx context.Context, ref Ref, old, value []byte) error
+}
+
+// Conflict says that a value changed in the source since it was read, so a
+// Replace did not write. Current is what the source holds now; like every
+// value, it never appears in the message.
+type Conflict struct {
+	Ref     Ref
+	Current []byte
+}
+
+func (c *Conflict) Error() string {
+	return c.Ref.String() + ": changed in the source since egoagent read it; nothing was written"
+}
+
 // Class says what kind of failure an Error is, which decides how soon it is
 // worth trying again.
 type Class string
@@ -110,6 +136,7 @@ const (
 	ClassUnreachable  Class = "unreachable"   // network or service down: try again soon
 	ClassRateLimited  Class = "rate-limited"  // quota used up: wait long
 	ClassNotFound     Class = "not-found"     // vault, item or field missing: fix 1Password or the config
+	ClassReadOnly     Class = "read-only"     // the token may read but not write: grant write access or turn write-back off
 	ClassOther        Class = "other"
 )
 
