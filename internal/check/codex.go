@@ -174,9 +174,12 @@ func objectField(obj map[string]json.RawMessage, key string) (map[string]json.Ra
 // fmtTime renders a time for summaries: UTC, to the minute.
 func fmtTime(t time.Time) string { return t.UTC().Format("2006-01-02T15:04Z") }
 
-func (a codexAuth) expiryPhrase() string {
-	if a.expires.IsZero() {
+func (a codexAuth) expiryPhrase(expired bool) string {
+	switch {
+	case a.expires.IsZero():
 		return "no expiry"
+	case expired:
+		return a.expSrc + " expired " + fmtTime(a.expires) + " (Codex renews it on first use)"
 	}
 	return a.expSrc + " expires " + fmtTime(a.expires)
 }
@@ -189,22 +192,21 @@ func (c *Checker) checkCodex(ctx context.Context, content []byte) Result {
 		return Result{Summary: "codex: " + err.Error()}
 	}
 	res := Result{Expires: auth.expires}
-	// Codex would still say "Logged in" here (it makes no network call), but
-	// the file could not be used without a refresh that may already have been
-	// spent elsewhere: installing it over anything would be a loss.
-	if !auth.expires.IsZero() && !c.opts.Now().Before(auth.expires) {
-		res.Summary = fmt.Sprintf("codex: %s, %s expired %s", auth.mode, auth.expSrc, fmtTime(auth.expires))
-		return res
-	}
+	// An expired access token is no reason to refuse a file: Codex renews it
+	// with the refresh token on first use. Whether a copy is worth more than
+	// the one in place is a question of which is newer (see Compare), not of
+	// expiry, and refusing here would strand a workspace whenever every copy
+	// had sat unused for longer than a token lives.
+	expired := !auth.expires.IsZero() && !c.opts.Now().Before(auth.expires)
 	st := c.loginStatus(ctx, content)
 	switch {
 	case st.skipped != "":
 		res.OK = true
 		res.Skipped = st.skipped
-		res.Summary = fmt.Sprintf("codex: %s, %s", auth.mode, auth.expiryPhrase())
+		res.Summary = fmt.Sprintf("codex: %s, %s", auth.mode, auth.expiryPhrase(expired))
 	case st.ok:
 		res.OK = true
-		res.Summary = fmt.Sprintf("codex: %s, %s", st.phrase, auth.expiryPhrase())
+		res.Summary = fmt.Sprintf("codex: %s, %s", st.phrase, auth.expiryPhrase(expired))
 	default:
 		res.Summary = "codex: " + st.phrase
 	}

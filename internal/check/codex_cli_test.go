@@ -98,7 +98,6 @@ func TestRealCodexCheckRejections(t *testing.T) {
 		"unparsable":          {[]byte(`{"OPENAI_API_KEY": sk-`), "codex: auth.json: not valid JSON"},
 		"without credentials": {[]byte(`{"OPENAI_API_KEY":null,"tokens":null}`), "codex: auth.json holds no credentials"},
 		"empty object":        {[]byte(`{}`), "codex: auth.json holds no credentials"},
-		"expired token":       {checktest.ExpiredChatGPT(), "codex: ChatGPT tokens, access token expired "},
 	}
 	for name, tt := range tests {
 		t.Run(name, func(t *testing.T) {

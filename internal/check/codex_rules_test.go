@@ -117,31 +117,27 @@ func TestCodexCheckWithoutCLI(t *testing.T) {
 	assertEmptyDir(t, stage)
 }
 
-// An expired file fails on our rule alone: codex is not even started (the
-// recording stand-in would leave a record).
-func TestCodexCheckExpiredDoesNotRunCodex(t *testing.T) {
+// An expired access token does not fail the check: Codex renews it with
+// the refresh token on first use. The summary says so, and codex still runs.
+func TestCodexCheckExpiredPassesAndSaysSo(t *testing.T) {
 	cmd, record := checktest.RecordingCommand(t)
 	now := time.Date(2030, 1, 1, 12, 0, 0, 0, time.UTC)
 	c := New(Options{StageDir: t.TempDir(), CodexCommand: cmd, Now: func() time.Time { return now }})
 
 	exp := now.Add(-time.Minute)
 	r := c.Check(context.Background(), KindCodex, checktest.ChatGPT{Expires: exp}.JSON())
-	if r.OK || r.Summary != "codex: ChatGPT tokens, access token expired 2030-01-01T11:59Z" || !r.Expires.Equal(exp) {
+	if !r.OK || r.Summary != "codex: logged in with ChatGPT, access token expired 2030-01-01T11:59Z (Codex renews it on first use)" || !r.Expires.Equal(exp) {
 		t.Fatalf("expired: %+v", r)
 	}
-	// Expiring exactly now counts as expired.
-	if r := c.Check(context.Background(), KindCodex, checktest.ChatGPT{Expires: now}.JSON()); r.OK {
+	if _, err := os.Stat(record); err != nil {
+		t.Fatalf("codex did not run for an expired file: %v", err)
+	}
+	// Expiring exactly now counts as expired; a minute left does not.
+	if r := c.Check(context.Background(), KindCodex, checktest.ChatGPT{Expires: now}.JSON()); !r.OK || !strings.Contains(r.Summary, "expired") {
 		t.Fatalf("expiring now: %+v", r)
 	}
-	if _, err := os.Stat(record); !os.IsNotExist(err) {
-		t.Fatalf("codex ran for an expired file (record: %v)", err)
-	}
-	// One minute left is still fit, and codex runs.
-	if r := c.Check(context.Background(), KindCodex, checktest.ChatGPT{Expires: now.Add(time.Minute)}.JSON()); !r.OK {
+	if r := c.Check(context.Background(), KindCodex, checktest.ChatGPT{Expires: now.Add(time.Minute)}.JSON()); !r.OK || !strings.Contains(r.Summary, "expires 2030-01-01T12:01Z") {
 		t.Fatalf("one minute left: %+v", r)
-	}
-	if _, err := os.Stat(record); err != nil {
-		t.Fatalf("codex did not run for a fresh file: %v", err)
 	}
 }
 

@@ -40,8 +40,10 @@ const (
 	PolicyReplace Policy = "replace"
 	// PolicyConsumerRewrites is for files that their consumer rewrites
 	// (Codex refreshes auth.json itself, and its refresh tokens are
-	// single-use): a file changed since egoagent wrote it that still passes
-	// its check is kept; a missing, broken or expired one is replaced.
+	// single-use). Where the check can date the file (check.Dated), the
+	// newer copy wins, in either direction; otherwise a file changed since
+	// egoagent wrote it that still passes its check is kept, and a missing
+	// or broken one is replaced.
 	PolicyConsumerRewrites Policy = "consumer-rewrites"
 )
 
@@ -83,7 +85,11 @@ type Secret struct {
 	Check    check.Kind
 	Policy   Policy
 	Schedule string // cron spec overriding Schedule.Refresh; "" for none
-	Line     int    // line of its [[secret]] header, for messages
+	// WriteBack uploads the installed file to Ref when it is newer than
+	// the source's copy (its program refreshed it), so that other
+	// workspaces get it. Only for dated files under consumer-rewrites.
+	WriteBack bool
+	Line      int // line of its [[secret]] header, for messages
 }
 
 // Mirror copies every Document item of a vault whose title starts with
@@ -193,13 +199,14 @@ type file struct {
 		Timeout      string `toml:"timeout"`
 	} `toml:"check"`
 	Secret []struct {
-		Name     string `toml:"name"`
-		Ref      string `toml:"ref"`
-		Path     string `toml:"path"`
-		Mode     string `toml:"mode"`
-		Check    string `toml:"check"`
-		Policy   string `toml:"policy"`
-		Schedule string `toml:"schedule"`
+		Name      string `toml:"name"`
+		Ref       string `toml:"ref"`
+		Path      string `toml:"path"`
+		Mode      string `toml:"mode"`
+		Check     string `toml:"check"`
+		Policy    string `toml:"policy"`
+		Schedule  string `toml:"schedule"`
+		WriteBack bool   `toml:"write_back"`
 	} `toml:"secret"`
 	Mirror []struct {
 		Vault  string `toml:"vault"`
@@ -386,6 +393,9 @@ func Parse(path string, data []byte, env Env) (*Config, error) {
 		default:
 			return nil, errf(key("policy"), "%s: unknown policy %q; use %q (default) or %q (for files their program rewrites, such as Codex's auth.json)", label, s.Policy, PolicyReplace, PolicyConsumerRewrites)
 		}
+		if s.WriteBack && (policy != PolicyConsumerRewrites || !check.Dated(kind)) {
+			return nil, errf(key("write_back"), "%s: write_back needs policy = %q and check = %q: egoagent uploads a file only when it can tell that the file is newer than 1Password's copy, and only Codex's auth.json carries the dates to tell", label, PolicyConsumerRewrites, check.KindCodex)
+		}
 		if s.Schedule != "" {
 			if err := validSchedule(s.Schedule, floor); err != nil {
 				return nil, errf(key("schedule"), "%s: schedule: %v", label, err)
@@ -393,7 +403,7 @@ func Parse(path string, data []byte, env Env) (*Config, error) {
 		}
 		c.Secrets = append(c.Secrets, Secret{
 			Name: s.Name, Ref: ref, Path: dest, Mode: mode, Check: kind,
-			Policy: policy, Schedule: s.Schedule, Line: lines.line(at),
+			Policy: policy, Schedule: s.Schedule, WriteBack: s.WriteBack, Line: lines.line(at),
 		})
 	}
 

@@ -22,6 +22,7 @@ ref = "op://egoengine/Codex Auth/auth.json"
 path = "~/.codex/auth.json"
 check = "codex"
 policy = "consumer-rewrites"
+write_back = true
 
 [[secret]]
 name = "npmrc"
@@ -47,11 +48,11 @@ func TestParseGood(t *testing.T) {
 	}
 	codex := c.Secrets[0]
 	if codex.Path != "/home/joshsymonds/.codex/auth.json" || codex.Mode != 0o600 || codex.Check != "codex" ||
-		codex.Policy != PolicyConsumerRewrites || codex.Ref.Item != "Codex Auth" || codex.Ref.Field != "auth.json" || codex.Line != 9 {
+		codex.Policy != PolicyConsumerRewrites || !codex.WriteBack || codex.Ref.Item != "Codex Auth" || codex.Ref.Field != "auth.json" || codex.Line != 9 {
 		t.Fatalf("codex: %+v", codex)
 	}
 	npm := c.Secrets[1]
-	if npm.Path != "/home/joshsymonds/.npmrc" || npm.Mode != 0o400 || npm.Ref.Section != "section" || npm.Policy != PolicyReplace || npm.Schedule == "" {
+	if npm.Path != "/home/joshsymonds/.npmrc" || npm.Mode != 0o400 || npm.Ref.Section != "section" || npm.Policy != PolicyReplace || npm.WriteBack || npm.Schedule == "" {
 		t.Fatalf("npmrc: %+v", npm)
 	}
 	if m := c.Mirrors[0]; m.Vault != "egoengine" || m.Prefix != "home/" || m.Mode != 0o600 {
@@ -105,6 +106,9 @@ func TestParseBad(t *testing.T) {
 		{"mode unreadable", secret("mode = \"0200\"\n"), "does not let the owner read"},
 		{"unknown check", secret("check = \"codex-login\"\n"), `cfg.toml:5: secret "codex":`},
 		{"unknown policy", secret("policy = \"keep\"\n"), `cfg.toml:5: secret "codex": unknown policy "keep"; use "replace" (default) or "consumer-rewrites"`},
+		{"write_back without consumer-rewrites", secret("check = \"codex\"\nwrite_back = true\n"), `cfg.toml:6: secret "codex": write_back needs policy = "consumer-rewrites" and check = "codex"`},
+		{"write_back on an undated check", secret("check = \"json\"\npolicy = \"consumer-rewrites\"\nwrite_back = true\n"), `cfg.toml:7: secret "codex": write_back needs`},
+		{"write_back as a string", secret("write_back = \"yes\"\n"), `cfg.toml:5: secret.write_back must be true or false, without quotes`},
 		{"bad secret schedule", secret("schedule = \"hourly\"\n"), `cfg.toml:5: secret "codex": schedule: "hourly" is not a schedule`},
 		{"mirror without vault", "[[mirror]]\nprefix = \"home/\"\n", `cfg.toml:1: [[mirror]] #1 has no vault`},
 		{"mirror prefix", "[[mirror]]\nvault = \"v\"\nprefix = \"home\"\n", `cfg.toml:3: mirror prefix "home" must end with '/'`},

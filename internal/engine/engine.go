@@ -59,6 +59,11 @@ type Outcome struct {
 	Error   string `json:"error,omitempty"`
 	Class   string `json:"error_class,omitempty"`
 	Written bool   `json:"written"`
+	// For dated files: when the installed copy's program renews it, and
+	// how long its token was issued for (the daemon looks for a newer copy
+	// around then).
+	RefreshAt time.Time     `json:"refresh_at,omitzero"`
+	TokenLife time.Duration `json:"token_life,omitempty"`
 }
 
 // Report is the result of a pass.
@@ -85,6 +90,19 @@ func (r *Report) OK() bool {
 // onto another Document's path, or out of the home.
 const ClassRefused = "refused"
 
+// ClassBusy marks a file that was still being written when the pass came
+// to judge it: nothing was decided, and the daemon looks again shortly.
+const ClassBusy = "busy"
+
+// How long a pass waits for a file its program is rewriting: a quiet spell
+// of settleQuiet, for at most settleMax. Codex writes auth.json in one go,
+// in well under a millisecond. Variables only so that tests can shorten
+// them.
+var (
+	settleQuiet = 250 * time.Millisecond
+	settleMax   = 5 * time.Second
+)
+
 // UsageError is returned for a request that cannot be carried out as asked
 // (an unknown secret name); nothing was attempted.
 type UsageError struct{ Msg string }
@@ -100,9 +118,11 @@ type target struct {
 	mode   os.FileMode
 	check  check.Kind
 	policy config.Policy
-	value  []byte
-	err    error
-	mirror bool
+	// writeBack uploads the installed file when it is the newer copy.
+	writeBack bool
+	value     []byte
+	err       error
+	mirror    bool
 	// refused, when set, says why this target must not be written; it is
 	// reported with state refused and never retried automatically.
 	refused string
@@ -239,7 +259,7 @@ func (e *Engine) targets(ctx context.Context, names, exclude []string, st *statu
 	var ts []*target
 	for _, s := range e.Config.Secrets {
 		if wanted(names, s.Name) && !slices.Contains(exclude, s.Name) {
-			ts = append(ts, &target{name: s.Name, ref: s.Ref, path: s.Path, mode: s.Mode, check: s.Check, policy: s.Policy})
+			ts = append(ts, &target{name: s.Name, ref: s.Ref, path: s.Path, mode: s.Mode, check: s.Check, policy: s.Policy, writeBack: s.WriteBack})
 		}
 	}
 	listed := map[string]bool{}
@@ -440,6 +460,7 @@ func (e *Engine) apply(ctx context.Context, t *target, sec *status.Secret, fp *s
 		sec.Path = t.path
 	}
 	sec.Attempted = now
+	sec.Newer = ""
 	out := func() Outcome {
 		if len(t.shadows) > 0 {
 			var titles []string
@@ -448,7 +469,8 @@ func (e *Engine) apply(ctx context.Context, t *target, sec *status.Secret, fp *s
 			}
 			sec.Note = strings.TrimPrefix(sec.Note+"; ", "; ") + "Document " + strings.Join(titles, ", ") + " also maps to this path and was not installed"
 		}
-		return Outcome{Name: sec.Name, State: sec.State, Note: sec.Note, Error: sec.Error, Class: sec.ErrorClass}
+		e.date(t, sec)
+		return Outcome{Name: sec.Name, State: sec.State, Note: sec.Note, Error: sec.Error, Class: sec.ErrorClass, RefreshAt: sec.RefreshAt, TokenLife: sec.TokenLife}
 	}
 	if t.refused == "" && t.path != "" {
 		t.refused = e.ownPath(t.path)
@@ -477,13 +499,30 @@ func (e *Engine) apply(ctx context.Context, t *target, sec *status.Secret, fp *s
 
 	note := ""
 	if t.policy == config.PolicyConsumerRewrites && exists {
-		// Only this policy looks at the installed content.
-		installed, _, err := secretfile.Read(t.path)
+		// Only this policy looks at the installed content, and only once it
+		// has stopped changing: its program may be rewriting it right now.
+		installed, _, err := secretfile.Settled(ctx, t.path, settleQuiet, settleMax)
+		if errors.Is(err, secretfile.ErrUnsettled) {
+			e.busy(sec, err)
+			return out()
+		}
 		if err != nil {
 			e.fail(sec, err, "local", now)
 			return out()
 		}
-		if !bytes.Equal(installed, t.value) && (sec.Written == "" || fp.Sum(installed) != sec.Written) {
+		if bytes.Equal(installed, t.value) {
+			// It settled into the source's copy.
+			e.succeed(sec, status.Fresh, "unchanged")
+			sec.Written = fp.Sum(t.value)
+			return out()
+		}
+		ours := sec.Written != "" && fp.Sum(installed) == sec.Written
+		var done, undated bool
+		note, done, undated = e.newest(ctx, t, sec, fp, installed, ours, force, now)
+		if done {
+			return out()
+		}
+		if undated && !ours {
 			local := e.check(ctx, t.check, installed)
 			switch {
 			case local.OK && !force:
@@ -542,6 +581,17 @@ func (e *Engine) succeed(sec *status.Secret, state, note string) {
 	sec.Error, sec.ErrorClass = "", ""
 	sec.StaleSince, sec.RetryAt = time.Time{}, time.Time{}
 	sec.Failures = 0
+}
+
+// busy records that the file was still being written: the state stays as
+// it was, and the error says why nothing was decided.
+func (e *Engine) busy(sec *status.Secret, err error) {
+	if sec.State == "" {
+		sec.State = status.Pending
+	}
+	sec.Note = ""
+	sec.Error, sec.ErrorClass = err.Error()+"; egoagent looks again shortly", ClassBusy
+	e.Log.Info("file still being written; not judged", zap.String("secret", sec.Name))
 }
 
 // refuse records a target that must not be written as it stands. It is

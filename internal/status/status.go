@@ -97,6 +97,31 @@ type Secret struct {
 	RetryAt     time.Time `json:"retry_at,omitzero"`     // earliest next attempt after a failure
 	Written     string    `json:"written,omitempty"`     // fingerprint of what egoagent last wrote
 	Failures    int       `json:"failures,omitempty"`    // consecutive failed attempts
+
+	// For files that carry their own dates (Codex's auth.json): the
+	// installed copy's dates, which copy was newer at the last pass, and
+	// the last write-back.
+	Newer       string        `json:"newer,omitempty"`       // NewerLocal, NewerSource or NewerNeither
+	LastRefresh time.Time     `json:"last_refresh,omitzero"` // the installed copy's last renewal
+	RefreshAt   time.Time     `json:"refresh_at,omitzero"`   // when its program renews it on next use
+	TokenLife   time.Duration `json:"token_life,omitempty"`  // how long its access token was issued for
+	WriteBack   *WriteBack    `json:"write_back,omitempty"`  // the last upload attempt
+}
+
+// Which copy of a dated file was newer at the last pass.
+const (
+	NewerLocal   = "local"     // the installed file: its program renewed it
+	NewerSource  = "1password" // the source's copy: another workspace or a new login
+	NewerNeither = "same"      // the same renewal on both sides
+)
+
+// WriteBack is the outcome of the last upload of a secret's installed file
+// to its source.
+type WriteBack struct {
+	At    time.Time `json:"at"`
+	OK    bool      `json:"ok"`
+	Note  string    `json:"note,omitempty"`  // what happened, in words
+	Class string    `json:"class,omitempty"` // when it failed: see source.Class
 }
 
 // Find returns the secret named name, or nil.

@@ -20,6 +20,10 @@ type Scripted struct {
 	extra  []extraDoc
 	err    error
 	calls  int
+
+	writeErr error  // see FailWrites
+	before   func() // see BeforeReplace
+	writes   int
 }
 
 // extraDoc is a Document listed besides those in values: 1Password allows
