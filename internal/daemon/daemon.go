@@ -473,11 +473,11 @@ func (s *server) reload() {
 
 // saveInfo writes daemon.json when it changed.
 func (s *server) saveInfo() {
-	next := map[string]time.Time{}
+	next, why := map[string]time.Time{}, map[string]string{}
 	for _, sec := range s.cur.Config.Secrets {
-		next[sec.Name] = s.plan.NextRefresh(sec.Name)
+		next[sec.Name], why[sec.Name] = s.plan.NextRefresh(sec.Name)
 	}
-	s.info.Next = next
+	s.info.Next, s.info.Why = next, why
 	s.info.HoldUntil = s.plan.HoldUntil()
 	if err := status.SaveDaemon(s.StateDir, &s.info); err != nil {
 		s.Log.Warn("cannot save the daemon's state", zap.Error(err))

@@ -24,6 +24,26 @@ const (
 	watchDebounce = 300 * time.Millisecond
 	watchMinGap   = 5 * time.Second // per secret, between watch-triggered passes
 	watchPerHour  = 12              // per secret; past this, wait for the schedule
+	busyRetry     = 2 * time.Second // a file still being written: look again soon
+)
+
+// Near its renewal a credential that several workspaces share is checked
+// more often, so that a copy renewed elsewhere arrives before this
+// workspace's program spends its own, already used, refresh token. The
+// interval follows the token's lifetime (a thirtieth of it, between
+// nearMin and nearMax): from two intervals before the renewal point to
+// twenty after it, then every six (at most nearIdleMax) until the
+// installed copy changes. With Codex's tokens (days) that is every 5
+// minutes for two hours around each renewal, then every 30 minutes: at
+// most 70 extra passes a day, each for that one secret. See
+// docs/egoagent.md for the request budget.
+const (
+	nearMin     = 10 * time.Second
+	nearMax     = 5 * time.Minute
+	nearBefore  = 2
+	nearAfter   = 20
+	nearIdle    = 6
+	nearIdleMax = 30 * time.Minute
 )
 
 // Pass is a pass the planner wants run.
@@ -52,7 +72,15 @@ type Planner struct {
 	retries   map[string]*retry
 	touched   map[string]time.Time // watch: secret → when its pass is due
 	watched   map[string][]time.Time
-	full      string // a full pass is wanted as soon as possible, for this reason
+	near      map[string]*near // dated secrets: checks around their renewal
+	full      string           // a full pass is wanted as soon as possible, for this reason
+}
+
+// near is what the planner knows of a dated secret's installed copy.
+type near struct {
+	refreshAt time.Time
+	life      time.Duration
+	next      time.Time
 }
 
 type entry struct {
@@ -74,6 +102,7 @@ func NewPlanner(cfg *config.Config, now time.Time, rng *rand.Rand) *Planner {
 		retries: map[string]*retry{},
 		touched: map[string]time.Time{},
 		watched: map[string][]time.Time{},
+		near:    map[string]*near{},
 	}
 	// Specs were validated when the config was loaded.
 	global, _ := cron.ParseStandard(cfg.Schedule.Refresh)
@@ -121,6 +150,9 @@ func (p *Planner) Next() time.Time {
 	}
 	for _, t := range p.touched {
 		consider(t)
+	}
+	for _, n := range p.near {
+		consider(n.next)
 	}
 	if !next.IsZero() && next.Before(p.holdUntil) {
 		next = p.holdUntil
@@ -170,7 +202,33 @@ func (p *Planner) Due(now time.Time) (Pass, bool) {
 		}
 		return Pass{Trigger: "watch", Names: names}, true
 	}
+	due := map[string]time.Time{}
+	for n, x := range p.near {
+		due[n] = x.next
+	}
+	if names := dueNames(due, now); len(names) > 0 {
+		for _, n := range names {
+			p.near[n].next = nearNext(p.near[n], now)
+		}
+		return Pass{Trigger: "near renewal", Names: names}, true
+	}
 	return Pass{}, false
+}
+
+// nearNext is when to look for a newer copy after looking at last.
+func nearNext(n *near, last time.Time) time.Time {
+	every := nearMax
+	if n.life > 0 {
+		every = min(nearMax, max(nearMin, n.life/30))
+	}
+	switch start := n.refreshAt.Add(-nearBefore * every); {
+	case last.Before(start):
+		return start
+	case last.Before(n.refreshAt.Add(nearAfter * every)):
+		return last.Add(every)
+	default:
+		return last.Add(min(nearIdleMax, nearIdle*every))
+	}
 }
 
 func (p *Planner) retriesAt() map[string]time.Time {
@@ -273,6 +331,7 @@ func (p *Planner) Observe(rep *engine.Report, now time.Time) {
 		return
 	}
 	for _, o := range rep.Outcomes {
+		p.observeNear(o, now)
 		if o.Error == "" {
 			delete(p.retries, o.Name)
 			continue
@@ -289,6 +348,8 @@ func (p *Planner) Observe(rep *engine.Report, now time.Time) {
 			p.holdUntil = now.Add(rateLimitHold)
 			p.full = "after rate limit"
 			r.at = time.Time{}
+		case engine.ClassBusy:
+			r.at = now.Add(busyRetry)
 		case source.ClassUnreachable, source.ClassOther, "stopped":
 			r.at = now.Add(backoff(r.failures, p.rng))
 		default:
@@ -298,6 +359,18 @@ func (p *Planner) Observe(rep *engine.Report, now time.Time) {
 			r.at = time.Time{}
 		}
 	}
+}
+
+// observeNear keeps the renewal point of a dated secret's installed copy.
+// Any pass that covered the secret counts as a look at the source.
+func (p *Planner) observeNear(o engine.Outcome, now time.Time) {
+	if o.RefreshAt.IsZero() {
+		delete(p.near, o.Name)
+		return
+	}
+	n := &near{refreshAt: o.RefreshAt, life: o.TokenLife}
+	n.next = nearNext(n, now)
+	p.near[o.Name] = n
 }
 
 // backoff is exponential with jitter: between half and all of
@@ -310,22 +383,24 @@ func backoff(failures int, rng *rand.Rand) time.Duration {
 	return d/2 + time.Duration(rng.Int64N(int64(d/2)+1))
 }
 
-// NextRefresh says when secret name will next be refreshed by the schedule
-// or a retry, for status.
-func (p *Planner) NextRefresh(name string) time.Time {
-	var next time.Time
+// NextRefresh says when secret name will next be refreshed, and why: the
+// schedule, a retry, or a check near its renewal; for status.
+func (p *Planner) NextRefresh(name string) (next time.Time, why string) {
 	for _, e := range p.entries {
 		if e.name == name || (e.name == "" && !slices.Contains(p.overrides, name)) {
-			next = e.next
+			next, why = e.next, "schedule"
 		}
 	}
 	if r := p.retries[name]; r != nil && !r.at.IsZero() && r.at.Before(next) {
-		next = r.at
+		next, why = r.at, "retry"
+	}
+	if n := p.near[name]; n != nil && n.next.Before(next) {
+		next, why = n.next, "near renewal"
 	}
 	if next.Before(p.holdUntil) {
-		next = p.holdUntil
+		next, why = p.holdUntil, "rate limited"
 	}
-	return next
+	return next, why
 }
 
 // HoldUntil returns the end of the current rate-limit hold, if any.

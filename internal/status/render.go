@@ -52,6 +52,12 @@ func metadataLine(s *State, now time.Time) string {
 		if s.LastPass != nil {
 			parts[0] += ", synced " + Ago(now, s.LastPass.Finished)
 		}
+		for _, sec := range s.Secrets {
+			if wb := sec.WriteBack; wb != nil && !wb.OK {
+				parts = append(parts, fmt.Sprintf("%s write-back failing (%s)", printable.Name(sec.Name), printable.Name(wb.Class)))
+				break
+			}
+		}
 		if e := soonest(s.Secrets); e != nil && e.Expires.Sub(now) < 72*time.Hour {
 			if e.Expires.After(now) {
 				parts = append(parts, fmt.Sprintf("%s expires in %s", printable.Name(e.Name), Round(e.Expires.Sub(now))))
@@ -91,10 +97,12 @@ func problem(sec Secret, now time.Time) string {
 	return fmt.Sprintf("%s stale%s (%s)", name, since, why)
 }
 
+// soonest is the secret whose credential expires first. Files whose program
+// renews them (RefreshAt is set) do not count: their expiry is routine.
 func soonest(secs []Secret) *Secret {
 	var best *Secret
 	for i := range secs {
-		if e := secs[i].Expires; !e.IsZero() && (best == nil || e.Before(best.Expires)) {
+		if e := secs[i].Expires; !e.IsZero() && secs[i].RefreshAt.IsZero() && (best == nil || e.Before(best.Expires)) {
 			best = &secs[i]
 		}
 	}
@@ -130,7 +138,7 @@ func Human(w io.Writer, s *State, now time.Time, home string) error {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n",
 			printable.Name(sec.Name), printable.Name(sec.State), printable.Name(shortHome(sec.Path, home)),
 			Ago(now, sec.Fetched), Ago(now, sec.Changed), Ago(now, sec.Checked),
-			until(now, sec.Expires), until(now, sec.NextRefresh))
+			until(now, sec.Expires), next(now, sec))
 	}
 	if err := tw.Flush(); err != nil {
 		return err
@@ -143,6 +151,7 @@ func Human(w io.Writer, s *State, now time.Time, home string) error {
 		if sec.Check != "" {
 			lines = append(lines, "check: "+printable.Text(sec.Check))
 		}
+		lines = append(lines, chain(sec, now)...)
 		if sec.Error != "" {
 			e := "error"
 			if sec.ErrorClass != "" {
@@ -187,6 +196,53 @@ func shortHome(p, home string) string {
 }
 
 // Ago renders how long ago t was, or "never".
+// next is the NEXT column: when, and why when it is not the schedule.
+func next(now time.Time, sec Secret) string {
+	s := until(now, sec.NextRefresh)
+	if sec.NextWhy != "" && sec.NextWhy != "schedule" && !sec.NextRefresh.IsZero() {
+		s += " (" + printable.Name(sec.NextWhy) + ")"
+	}
+	return s
+}
+
+// chain describes a dated file shared by several workspaces: which copy is
+// newer, its last renewal, and the last write-back.
+func chain(sec Secret, now time.Time) []string {
+	var lines []string
+	switch sec.Newer {
+	case NewerLocal:
+		lines = append(lines, "newer copy: this workspace's file (its program renewed it here)")
+	case NewerSource:
+		lines = append(lines, "newer copy: 1Password's (renewed in another workspace, or a new login)")
+	case NewerNeither:
+		lines = append(lines, "newer copy: neither; both hold the same renewal")
+	}
+	if !sec.LastRefresh.IsZero() {
+		l := "last renewal " + Ago(now, sec.LastRefresh)
+		if !sec.RefreshAt.IsZero() {
+			l += "; renewed again on first use after " + sec.RefreshAt.Local().Format(time.DateTime) + " (" + until(now, sec.RefreshAt) + ")"
+		}
+		lines = append(lines, l)
+	}
+	if wb := sec.WriteBack; wb != nil {
+		l := "write-back: uploaded " + Ago(now, wb.At)
+		if !wb.OK {
+			l = "write-back: failed " + Ago(now, wb.At)
+			if wb.Class != "" {
+				l += " (" + printable.Name(wb.Class) + ")"
+			}
+		}
+		if wb.Note != "" {
+			l += ": " + printable.Text(wb.Note)
+		}
+		lines = append(lines, l)
+	}
+	if sec.NextWhy == "near renewal" && !sec.NextRefresh.IsZero() {
+		lines = append(lines, "next look at 1Password "+until(now, sec.NextRefresh)+": near renewal, a copy renewed elsewhere must arrive before this one is used")
+	}
+	return lines
+}
+
 func Ago(now, t time.Time) string {
 	if t.IsZero() {
 		return "never"

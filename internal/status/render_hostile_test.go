@@ -23,7 +23,10 @@ func hostileState() *State {
 			{Name: "home/x\n" + forged, State: Stale, Path: "/home/u/.ssh/x\n" + forged,
 				Error: "denied\n" + forged + "\x1b[2J", ErrorClass: "auth\n" + forged, StaleSince: now.Add(-3 * time.Hour)},
 			{Name: "\x1b]0;pwned\x07", State: Fresh, Path: "/home/u/.t\u202etxt",
-				Note: "kept\r\n" + forged, Check: "valid\u009b2J\u2066"},
+				Note: "kept\r\n" + forged, Check: "valid\u009b2J\u2066",
+				Newer: NewerLocal, LastRefresh: now.Add(-time.Hour), RefreshAt: now.Add(time.Hour),
+				NextRefresh: now.Add(time.Minute), NextWhy: "near\n" + forged,
+				WriteBack: &WriteBack{At: now.Add(-time.Minute), Class: "read-only\n" + forged, Note: "denied\n" + forged + "\x1b[2J"}},
 			{Name: "a\u202eb\u200b", State: "fresh\n" + forged, Path: "/home/u/p\x00\x7f"},
 			{Name: "nb\u00a0sp\xff", State: Missing, ErrorClass: "not-found", Error: "item \"x\" gone\x00\t" + forged},
 		},
@@ -39,7 +42,11 @@ func benignState() *State {
 	for i := range s.Secrets {
 		sec := &s.Secrets[i]
 		sec.Name, sec.Path = "s"+strconv.Itoa(i), "/home/u/s"+strconv.Itoa(i)
-		for _, f := range []*string{&sec.Error, &sec.ErrorClass, &sec.Note, &sec.Check} {
+		if sec.WriteBack != nil {
+			wb := *sec.WriteBack
+			sec.WriteBack = &wb
+		}
+		for _, f := range []*string{&sec.Error, &sec.ErrorClass, &sec.Note, &sec.Check, &sec.NextWhy, wbField(sec, "note"), wbField(sec, "class")} {
 			if *f != "" {
 				*f = "plain"
 			}
@@ -47,6 +54,16 @@ func benignState() *State {
 	}
 	s.Secrets[2].State = "odd"
 	return s
+}
+
+func wbField(sec *Secret, which string) *string {
+	if sec.WriteBack == nil {
+		return new(string)
+	}
+	if which == "note" {
+		return &sec.WriteBack.Note
+	}
+	return &sec.WriteBack.Class
 }
 
 // checkShown fails unless out is wantLines lines of printable text with no
@@ -79,9 +96,10 @@ func TestHumanHostileStrings(t *testing.T) {
 		t.Fatal(err)
 	}
 	out := b.String()
-	// header + 4 rows; 3 detail blocks (blank, name, 2 + 2 + 1 lines);
-	// blank + last pass; daemon + config error.
-	const want = 5 + 4 + 4 + 3 + 2 + 2
+	// header + 4 rows; 3 detail blocks (blank, name, 2 + 5 + 1 lines: the
+	// second with newer copy, renewal, write-back); blank + last pass;
+	// daemon + config error.
+	const want = 5 + 4 + 7 + 3 + 2 + 2
 	checkShown(t, plain.String(), want)
 	checkShown(t, out, want)
 	for _, s := range []string{
@@ -93,6 +111,8 @@ func TestHumanHostileStrings(t *testing.T) {
 		`error ("auth\nok: 3 fresh"): denied\nok: 3 fresh\x1b[2J`, // class quoted, error escaped
 		`kept\r\nok: 3 fresh`,                           // note escaped, not quoted
 		`check: valid\u009b2J\u2066`,                    // C1 CSI, isolate
+		`in 1m ("near\nok: 3 fresh")`,                   // why next, quoted
+		`write-back: failed 1m ago ("read-only\nok: 3 fresh"): denied\nok: 3 fresh\x1b[2J`,
 		`gone\x00\tok: 3 fresh`,                         // NUL, tab
 		`last pass: "sync\nok: 3 fresh",`,               // trigger
 		`previous config): line 3:\nok: 3 fresh\x1b[0m`, // daemon's config error
@@ -120,6 +140,9 @@ func TestMetadataHostileStrings(t *testing.T) {
 			{Name: "\x1b]0;pwned\x07", State: Missing, ErrorClass: "not-found"},
 			{Name: "a\u202eb", State: Pending}}},
 			`2 of 2 not fresh: "\x1b]0;pwned\a" missing (not-found)`},
+		{"write-back class", &State{LastPass: synced, Secrets: []Secret{
+			{Name: "codex", State: Kept, WriteBack: &WriteBack{Class: "ro\x1b[2J"}}}},
+			`ok: 1 fresh, synced 5m ago; codex write-back failing ("ro\x1b[2J")`},
 		{"pending C1", &State{LastPass: synced, Secrets: []Secret{{Name: "p\u009b2J", State: Pending}}},
 			`"p\u009b2J" pending`},
 		{"whole hostile state", hostileState(),

@@ -73,6 +73,7 @@ type Daemon struct {
 	ConfigError string               `json:"config_error,omitempty"` // a broken new config; the daemon keeps the old one
 	HoldUntil   time.Time            `json:"hold_until,omitzero"`    // no automatic pass before this (rate limited)
 	Next        map[string]time.Time `json:"next,omitempty"`         // next refresh per secret
+	Why         map[string]string    `json:"why,omitempty"`          // why then: schedule, retry, near renewal
 	Passes      int                  `json:"passes"`                 // passes run since the daemon started
 }
 
@@ -94,6 +95,7 @@ type Secret struct {
 	ErrorClass  string    `json:"error_class,omitempty"` // see source.Class
 	StaleSince  time.Time `json:"stale_since,omitzero"`  // first failure of the current run of failures
 	NextRefresh time.Time `json:"next_refresh,omitzero"` // set by the daemon
+	NextWhy     string    `json:"next_why,omitempty"`    // and why then
 	RetryAt     time.Time `json:"retry_at,omitzero"`     // earliest next attempt after a failure
 	Written     string    `json:"written,omitempty"`     // fingerprint of what egoagent last wrote
 	Failures    int       `json:"failures,omitempty"`    // consecutive failed attempts
@@ -182,6 +184,7 @@ func Load(dir string) (*State, error) {
 		if d.Running {
 			for i := range s.Secrets {
 				s.Secrets[i].NextRefresh = d.Next[s.Secrets[i].Name]
+				s.Secrets[i].NextWhy = d.Why[s.Secrets[i].Name]
 			}
 		}
 	}
@@ -234,7 +237,7 @@ func Save(dir string, s *State) error {
 	c.Version, c.Daemon = stateVersion, nil
 	c.Secrets = slices.Clone(s.Secrets)
 	for i := range c.Secrets {
-		c.Secrets[i].NextRefresh = time.Time{}
+		c.Secrets[i].NextRefresh, c.Secrets[i].NextWhy = time.Time{}, ""
 	}
 	return writeJSON(filepath.Join(dir, StateFile), &c)
 }
