@@ -181,6 +181,12 @@ flake_evaluates() {
 		echo "the image tag $(jq -r '.image.imageTag' "$out") is not the short revision"
 		return 1
 	}
+	# Codex keeps its credentials in the file egoagent installs, not in a
+	# keyring (which deletes auth.json).
+	[[ $(jq -r '.codexSettings.cli_auth_credentials_store' "$out") == file && $(jq -r '.drvPaths | has("home.file: .codex/config.toml")' "$out") == true ]] || {
+		echo "Home Manager does not write ~/.codex/config.toml with cli_auth_credentials_store = \"file\": $(jq -c '.codexSettings' "$out")"
+		return 1
+	}
 	n=$(jq '.drvPaths | length' "$out")
 	echo "$n derivations and store paths (flake outputs, home.packages, home.file), no warnings; image $(jq -r '.drvPaths["packages.x86_64-linux.egoengine-dev-base-oci"]' "$out")"
 }

@@ -73,6 +73,9 @@ in {
     inherit (outputs.packages.${system}.egoengine-dev-base-oci) imageName imageTag;
   };
 
+  # Codex's settings as Home Manager renders them to ~/.codex/config.toml.
+  codexSettings = home.config.programs.codex.settings;
+
   # Home Manager prints these as traces; returned too, so that the test can
   # fail on them without reading stderr.
   inherit (home.config) warnings;
