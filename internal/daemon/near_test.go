@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"math/rand/v2"
+	"slices"
 	"testing"
 	"time"
 
@@ -62,32 +63,37 @@ func run(p *Planner, now, end time.Time, seen func(now time.Time) *engine.Report
 	}
 }
 
-// With tokens that live for days: every 5 minutes from 10 minutes before
-// the renewal point to 100 minutes after it, then every 30 minutes while
-// nothing changes. A day costs at most 70 extra passes.
+// With Codex's tokens (renewed every 8 days): every 5 minutes from 5
+// minutes before the renewal point to an hour after it, then at 2 h, 4 h
+// and every 2 hours while nothing changes. A day costs at most 25 extra
+// passes.
 func TestNearRenewalChecksWithLongLivedTokens(t *testing.T) {
 	start := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
-	renew := start.Add(6 * time.Hour)
-	p := nearPlanner(t, start, renew, 10*24*time.Hour)
+	p := nearPlanner(t, start, start, 10*24*time.Hour)
 	at := run(p, start, start.Add(24*time.Hour), nil)
-	if len(at) == 0 || !at[0].Equal(renew.Add(-10*time.Minute)) {
-		t.Fatalf("first check at %v, want %v", at, renew.Add(-10*time.Minute))
+	// Observed at the renewal point itself: the window has begun.
+	var want []time.Time
+	for m := 5; m <= 60; m += 5 {
+		want = append(want, start.Add(time.Duration(m)*time.Minute))
 	}
-	for i := 1; i < len(at); i++ {
-		gap := at[i].Sub(at[i-1])
-		want := 5 * time.Minute
-		if at[i-1].After(renew.Add(100*time.Minute)) || at[i-1].Equal(renew.Add(100*time.Minute)) {
-			want = 30 * time.Minute
-		}
-		if gap != want {
-			t.Fatalf("check %d at %v, %v after the one before; want %v", i, at[i], gap, want)
-		}
+	for h := 2; h <= 24; h += 2 {
+		want = append(want, start.Add(time.Duration(h)*time.Hour))
 	}
-	if n := len(at); n > 70 {
-		t.Fatalf("%d near-renewal passes in a day; the budget is 70", n)
+	if !slices.Equal(at, want) {
+		t.Fatalf("looks at\n%v\nwant\n%v", at, want)
 	}
-	if n := len(at); n < 50 {
-		t.Fatalf("only %d near-renewal passes in a day: a stranded workspace would wait too long", n)
+	if n := len(at); n > 25 {
+		t.Fatalf("%d near-renewal passes in a day; the budget is 25", n)
+	}
+}
+
+// Before the window nothing is spent: a copy renewed a day ago is not
+// looked at until its renewal point (8 days on) comes near.
+func TestNearRenewalCostsNothingFarFromRenewal(t *testing.T) {
+	start := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
+	p := nearPlanner(t, start, start.Add(7*24*time.Hour), 10*24*time.Hour)
+	if at := run(p, start, start.Add(6*24*time.Hour), nil); len(at) != 0 {
+		t.Fatalf("%d looks six days before renewal", len(at))
 	}
 }
 
@@ -117,8 +123,8 @@ func TestNearRenewalFollowsTheInstalledCopy(t *testing.T) {
 		// Another workspace renewed; this pass installed its copy.
 		return &engine.Report{Outcomes: []engine.Outcome{{Name: "codex", State: "fresh", RefreshAt: later, TokenLife: 10 * 24 * time.Hour}}}
 	})
-	if len(at) != 3 || !at[2].Equal(renew) {
-		t.Fatalf("checks at %v; want three, the last at the renewal point, then none", at)
+	if want := []time.Time{renew.Add(-5 * time.Minute), renew}; !slices.Equal(at, want) {
+		t.Fatalf("checks at %v; want %v, then none", at, want)
 	}
 	if next, why := p.NextRefresh("codex"); why != "schedule" || !next.Equal(start.Add(24*time.Hour)) {
 		t.Fatalf("next %v (%s)", next, why)

@@ -29,21 +29,22 @@ const (
 
 // Near its renewal a credential that several workspaces share is checked
 // more often, so that a copy renewed elsewhere arrives before this
-// workspace's program spends its own, already used, refresh token. The
-// interval follows the token's lifetime (a thirtieth of it, between
-// nearMin and nearMax): from two intervals before the renewal point to
-// twenty after it, then every six (at most nearIdleMax) until the
-// installed copy changes. With Codex's tokens (days) that is every 5
-// minutes for two hours around each renewal, then every 30 minutes: at
-// most 70 extra passes a day, each for that one secret. See
-// docs/egoagent.md for the request budget.
+// workspace's program spends its own, already used, refresh token. Codex
+// renews on first use after its renewal point, so the look-outs cluster
+// just after it: every interval (a thirtieth of the token's lifetime,
+// between nearMin and nearMax) from one interval before the point to
+// nearAfter intervals after it; then the gaps double (each as long as the
+// time since the point) up to nearIdleMax, for a workspace whose copy
+// nobody has renewed anywhere, until the installed copy changes. With
+// Codex's tokens (a renewal every 8 days) that is every 5 minutes for the
+// first hour, then at 2 h, 4 h and every 2 h after: at most 25 extra
+// passes on the day of a renewal, none on the others. docs/egoagent.md
+// gives the request budget.
 const (
 	nearMin     = 10 * time.Second
 	nearMax     = 5 * time.Minute
-	nearBefore  = 2
-	nearAfter   = 20
-	nearIdle    = 6
-	nearIdleMax = 30 * time.Minute
+	nearAfter   = 12
+	nearIdleMax = 2 * time.Hour
 )
 
 // Pass is a pass the planner wants run.
@@ -221,13 +222,13 @@ func nearNext(n *near, last time.Time) time.Time {
 	if n.life > 0 {
 		every = min(nearMax, max(nearMin, n.life/30))
 	}
-	switch start := n.refreshAt.Add(-nearBefore * every); {
+	switch start := n.refreshAt.Add(-every); {
 	case last.Before(start):
 		return start
 	case last.Before(n.refreshAt.Add(nearAfter * every)):
 		return last.Add(every)
 	default:
-		return last.Add(min(nearIdleMax, nearIdle*every))
+		return last.Add(min(nearIdleMax, max(every, last.Sub(n.refreshAt))))
 	}
 }
 
