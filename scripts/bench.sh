@@ -14,8 +14,19 @@ trap 'rm -f "$out"' EXIT
 
 scripts/build.sh >&2
 go build -trimpath -ldflags='-s -w' -o bin/hello ./bench/hello
-EGOAGENT_BIN=$PWD/bin/egoagent go test -run '^$' -bench . -skip OnePassword -benchtime "${count}x" ./bench/ | tee "$out" >&2
+EGOAGENT_BIN=$PWD/bin/egoagent go test -run '^$' -bench . -skip 'OnePassword|RenewalBudget' -benchtime "${count}x" ./bench/ | tee "$out" >&2
 EGOAGENT_BIN=$PWD/bin/egoagent go test -run '^$' -bench OnePassword -benchtime "${op_count}x" ./bench/ | tee -a "$out" >&2
+EGOAGENT_BIN=$PWD/bin/egoagent go test -run '^$' -bench RenewalBudget -benchtime 1x ./bench/ | tee -a "$out" >&2
+
+# The Codex simulation (cmd/egoagent/codexsim_test.go): how long a renewal
+# takes to reach 1Password and every other workspace. SIM_USES uses, 45 to
+# 60 s apart (minutes of real time).
+sim_report=$(mktemp)
+trap 'rm -f "$out" "$sim_report"' EXIT
+EGOAGENT_TEST_CODEX=$(scripts/ensure-codex.sh) EGOAGENT_REQUIRE_CODEX=1 EGOAGENT_SIM_USES=${SIM_USES:-8} EGOAGENT_SIM_REPORT=$sim_report \
+	go test -count=1 -run '^TestCodexSimulationWithWriteBack$' ./cmd/egoagent/ >&2
+# sim FIELD: the value after FIELD in the simulation's report line.
+sim() { awk -v f="$1" '{ for (i = 1; i < NF; i++) if ($i == f) print $(i+1) }' "$sim_report"; }
 
 # metric NAME BENCH: the value reported before unit NAME on BENCH's line.
 metric() { awk -v b="$2" -v m="$1" '$1 ~ "^"b"-" { for (i = 2; i < NF; i++) if ($(i+1) == m) print $i }' "$out"; }
@@ -55,6 +66,10 @@ daemon and 1Password issues. Rerun \`make bench\` to refresh this page.
 | the same pass, \`egoagent sync\` with a cold helper, until the files are written (median) | $(metric op-ms BenchmarkOnePasswordImage0) ms | directory source, same files: $(metric dir-ms BenchmarkOnePasswordImage0) ms | $(metric x-dir BenchmarkOnePasswordImage0)x | - |
 | one 1Password pass, the image's configuration, 5 mirrored Documents: HTTP requests | $r5 | - | - | at most 11 + 2 per Document: 21 |
 | the same pass, \`egoagent sync\` with a cold helper, until the files are written (median) | $(metric op-ms BenchmarkOnePasswordImage5) ms | directory source, same files: $(metric dir-ms BenchmarkOnePasswordImage5) ms | $(metric x-dir BenchmarkOnePasswordImage5)x | - |
+| near-renewal looks for a shared Codex login on the day of a renewal: 1Password requests | $(metric near-requests-day BenchmarkRenewalBudget) ($(metric near-passes-day BenchmarkRenewalBudget) looks of $(metric check-requests BenchmarkRenewalBudget)) | the default schedule's day: $(metric schedule-requests-day BenchmarkRenewalBudget) | $(metric x-schedule BenchmarkRenewalBudget)x | at most 250 a day, none on the 7 days between renewals |
+| a pass that uploads a renewed auth.json (write-back): requests | $(metric upload-requests BenchmarkRenewalBudget) | a look that finds nothing new: $(metric check-requests BenchmarkRenewalBudget) | - | - |
+| simulation, a renewal reaching 1Password (median / max over $(sim renewals) renewals) | $(sim upload-median) / $(sim upload-max) | - | - | - |
+| simulation, a renewal reaching every other workspace (median / max) | $(sim everywhere-median) / $(sim everywhere-max) | uses 45 to 60 s apart | - | under 45 s |
 
 ## What the numbers mean
 
@@ -101,6 +116,15 @@ daemon and 1Password issues. Rerun \`make bench\` to refresh this page.
   them in the state could skip the item re-read and the download of every unchanged Document (and the
   mirror's batch when none changed), as long as the installed file still matches the fingerprint egoagent
   recorded. The engine does not use them yet.
+- **Near renewal and write-back** (\`BenchmarkRenewalBudget\`): the daemon's planner, run on a simulated
+  clock over a day whose start is a Codex renewal point with tokens living 10 days, counts the looks it
+  asks for; one look (\`egoagent sync codex\` against \`opservice\`) and one pass that uploads are counted by
+  the service. Renewals come every 8 days, so the other days cost nothing extra.
+- **The simulation** runs the real Codex CLI in three workspaces (three daemons, the real helper and SDK)
+  against codexsim's token endpoint, in a network namespace of its own ([egoagent.md](egoagent.md#the-simulation)).
+  Its tokens live 310 s, so the looks come every 10 s; each look is a cold helper pass (seconds of CPU), and
+  on two cores three daemons looking at once slow each other, which is most of the time measured. A kept
+  helper (below) would shorten it.
 - **A helper kept alive between passes** would sign in and load the core once. Measured with one SDK client
   kept across two passes of the image's configuration with 5 Documents (\`TestOnePasswordServiceRequestsPerPass\`,
   in process): the first pass took 22 requests in 2.6 s with the core already loaded, the second 17 in 0.47 s,

@@ -5,6 +5,9 @@
 // Codex auth.json (its credentials and token expiry) and then asks the real
 // Codex CLI, `codex login status`, against a private staged copy.
 //
+// Files whose program renews them carry dates; Date and Compare (fresh.go)
+// put two copies of such a file in order, so that the newer one wins.
+//
 // Nothing in this package returns, logs or keeps the content it is given, or
 // any part of it: a Result holds only fixed phrases, times and counts. That is
 // also why the output of child processes is never copied into a Result (Codex

@@ -6,6 +6,10 @@
 // own folder (rename is atomic only within one filesystem), its mode set
 // before any byte is written, the data synced, the rename, then the folder
 // synced so that the rename itself survives a power cut.
+//
+// Reading is the other half: Settled waits until a file its own program
+// rewrites in place has stopped changing, so that nobody judges it half
+// written.
 package secretfile
 
 import (
