@@ -37,10 +37,14 @@ func NewProcess(path string, args ...string) *Process { return &Process{Path: pa
 // The helper protocol: one JSON request per line on the helper's stdin, one
 // JSON response per line on its stdout.
 type wireRequest struct {
-	Op     string `json:"op"` // "fetch" or "documents"
+	Op     string `json:"op"` // "fetch", "documents" or "replace"
 	Refs   []Ref  `json:"refs,omitempty"`
 	Vault  string `json:"vault,omitempty"`
 	Prefix string `json:"prefix,omitempty"`
+	// replace: write Value where Ref points if it still holds Old.
+	Ref   *Ref   `json:"ref,omitempty"`
+	Old   []byte `json:"old,omitempty"`
+	Value []byte `json:"value,omitempty"`
 }
 
 type wireError struct {
@@ -64,7 +68,14 @@ type wireResponse struct {
 	Results   []wireResult   `json:"results,omitempty"`
 	Documents []wireDocument `json:"documents,omitempty"`
 	Err       *wireError     `json:"err,omitempty"`
-	Calls     int            `json:"calls"` // the helper's running total
+	Conflict  *wireConflict  `json:"conflict,omitempty"` // replace found another value
+	Calls     int            `json:"calls"`              // the helper's running total
+}
+
+// wireConflict is a *Conflict on the pipe. Current has no omitempty: an
+// empty value is a value, and must not come back as none.
+type wireConflict struct {
+	Current []byte `json:"current"`
 }
 
 func toWire(err error) *wireError {
@@ -110,6 +121,8 @@ func Serve(ctx context.Context, r io.Reader, w io.Writer, src Source) error {
 			for _, d := range docs {
 				resp.Documents = append(resp.Documents, wireDocument{Title: d.Title, Content: d.Content, Err: toWire(d.Err)})
 			}
+		case "replace":
+			resp.Err, resp.Conflict = serveReplace(ctx, src, req)
 		default:
 			resp.Err = &wireError{Class: ClassOther, Msg: fmt.Sprintf("unknown request %q", req.Op)}
 		}
@@ -118,6 +131,38 @@ func Serve(ctx context.Context, r io.Reader, w io.Writer, src Source) error {
 			return err
 		}
 	}
+}
+
+func serveReplace(ctx context.Context, src Source, req wireRequest) (*wireError, *wireConflict) {
+	w, ok := src.(Writer)
+	switch {
+	case !ok:
+		return &wireError{Class: ClassOther, Msg: fmt.Sprintf("the helper's source (%T) cannot write; turn write-back off", src)}, nil
+	case req.Ref == nil:
+		return &wireError{Class: ClassOther, Msg: "a replace request without a reference"}, nil
+	}
+	err := w.Replace(ctx, *req.Ref, req.Old, req.Value)
+	var c *Conflict
+	if errors.As(err, &c) {
+		return nil, &wireConflict{Current: c.Current}
+	}
+	return toWire(err), nil
+}
+
+var _ Writer = (*Process)(nil)
+
+// Replace asks the helper to replace the value at ref (see Writer). The
+// helper reads the item afresh itself; a *Conflict and the class of an
+// error come back as the helper's source returned them.
+func (p *Process) Replace(ctx context.Context, ref Ref, old, value []byte) error {
+	resp, err := p.roundTrip(ctx, wireRequest{Op: "replace", Ref: &ref, Old: old, Value: value})
+	if err != nil {
+		return err
+	}
+	if resp.Conflict != nil {
+		return &Conflict{Ref: ref, Current: resp.Conflict.Current}
+	}
+	return fromWire(resp.Err)
 }
 
 func (p *Process) Calls() int {

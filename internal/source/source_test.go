@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"os"
 	"path/filepath"
@@ -110,5 +111,177 @@ func TestServe(t *testing.T) {
 	}
 	if err := dec.Decode(&r3); err != io.EOF {
 		t.Fatalf("more answers than requests: %v", err)
+	}
+}
+
+func TestDirReplace(t *testing.T) {
+	d := dirSource(t)
+	ctx := context.Background()
+	token := Ref{Vault: "v", Item: "api", Field: "token"}
+	p := filepath.Join(d.Root, "v/api/token")
+	os.Chmod(p, 0o640)
+
+	// Holds old: written, mode kept, nothing left beside it.
+	if err := d.Replace(ctx, token, []byte("t1"), []byte("t2\x00")); err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := os.ReadFile(p); string(b) != "t2\x00" {
+		t.Fatalf("after Replace: %q", b)
+	}
+	if fi, _ := os.Stat(p); fi.Mode().Perm() != 0o640 {
+		t.Errorf("mode %v, want 0640", fi.Mode().Perm())
+	}
+	if ents, _ := os.ReadDir(filepath.Dir(p)); len(ents) != 2 {
+		t.Errorf("the folder holds %d entries, want 2 (token, sec)", len(ents))
+	}
+
+	// Holds something else: nothing written, the current value returned.
+	err := d.Replace(ctx, token, []byte("t1"), []byte("t3"))
+	var c *Conflict
+	if !errors.As(err, &c) || string(c.Current) != "t2\x00" || c.Ref != token || strings.Contains(err.Error(), "t2") {
+		t.Fatalf("stale old: %v", err)
+	}
+	if b, _ := os.ReadFile(p); string(b) != "t2\x00" {
+		t.Fatalf("a conflict wrote: %q", b)
+	}
+
+	// A Document, and a section field.
+	if err := d.Replace(ctx, Ref{Vault: "v", Item: "Doc"}, []byte("document"), []byte("new doc")); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Replace(ctx, Ref{Vault: "v", Item: "api", Section: "sec", Field: "field"}, []byte("f1"), nil); err != nil {
+		t.Fatal(err)
+	}
+	res := d.Fetch(ctx, []Ref{{Vault: "v", Item: "Doc"}, {Vault: "v", Item: "api", Section: "sec", Field: "field"}})
+	if string(res[0].Value) != "new doc" || res[1].Err != nil || len(res[1].Value) != 0 {
+		t.Fatalf("read back: %+v", res)
+	}
+
+	if err := d.Replace(ctx, Ref{Vault: "v", Item: "api", Field: "nope"}, nil, []byte("x")); ClassOf(err) != ClassNotFound {
+		t.Errorf("missing: %v", err)
+	}
+	// A Ref built from a title, not parsed, may lead out of the folder.
+	outside := filepath.Join(d.Root, "..", "outside")
+	os.WriteFile(outside, []byte("o"), 0o600)
+	if err := d.Replace(ctx, Ref{Vault: "v", Item: "../../outside"}, []byte("o"), []byte("x")); err == nil {
+		t.Error("a write out of the folder succeeded")
+	}
+	if b, _ := os.ReadFile(outside); string(b) != "o" {
+		t.Errorf("a write out of the folder: %q", b)
+	}
+	link := filepath.Join(d.Root, "v/api/link")
+	os.Symlink(p, link)
+	if err := d.Replace(ctx, Ref{Vault: "v", Item: "api", Field: "link"}, []byte("t2\x00"), []byte("x")); ClassOf(err) != ClassOther {
+		t.Errorf("a link: %v", err)
+	}
+	if fi, _ := os.Lstat(link); fi.Mode()&os.ModeSymlink == 0 {
+		t.Error("the link was replaced")
+	}
+
+	if os.Geteuid() != 0 { // root writes anywhere
+		os.Chmod(filepath.Dir(p), 0o500)
+		defer os.Chmod(filepath.Dir(p), 0o700)
+		err := d.Replace(ctx, token, []byte("t2\x00"), []byte("t4"))
+		if ClassOf(err) != ClassReadOnly || !strings.Contains(err.Error(), "write_back = false") {
+			t.Errorf("a read-only folder: %v", err)
+		}
+		if b, _ := os.ReadFile(p); string(b) != "t2\x00" {
+			t.Fatalf("a refused write wrote: %q", b)
+		}
+	}
+}
+
+// readOnlySource is a Source that cannot write.
+type readOnlySource struct{ Source }
+
+// Serve answers replace requests with the served source's Writer: done, a
+// conflict with the current bytes (an empty value too), an error with its
+// class; and refuses them when the source cannot write.
+func TestServeReplace(t *testing.T) {
+	d := dirSource(t)
+	os.WriteFile(filepath.Join(d.Root, "v/api/empty"), nil, 0o600)
+	var in bytes.Buffer
+	enc := json.NewEncoder(&in)
+	enc.Encode(wireRequest{Op: "replace", Ref: &Ref{Vault: "v", Item: "api", Field: "token"}, Old: []byte("t1"), Value: []byte{0, 255}})
+	enc.Encode(wireRequest{Op: "replace", Ref: &Ref{Vault: "v", Item: "api", Field: "empty"}, Old: []byte("x"), Value: []byte("y")})
+	enc.Encode(wireRequest{Op: "replace", Ref: &Ref{Vault: "v", Item: "api", Field: "nope"}, Value: []byte("y")})
+	var out bytes.Buffer
+	if err := Serve(context.Background(), &in, &out, d); err != nil {
+		t.Fatal(err)
+	}
+	in.Reset()
+	enc.Encode(wireRequest{Op: "replace", Ref: &Ref{Vault: "v", Item: "api", Field: "token"}, Old: []byte{0, 255}, Value: []byte("t1")})
+	if err := Serve(context.Background(), &in, &out, readOnlySource{d}); err != nil {
+		t.Fatal(err)
+	}
+	dec := json.NewDecoder(&out)
+	var r [4]wireResponse
+	for i := range r {
+		if err := dec.Decode(&r[i]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if r[0].Err != nil || r[0].Conflict != nil {
+		t.Errorf("replace: %+v", r[0])
+	}
+	if b, _ := os.ReadFile(filepath.Join(d.Root, "v/api/token")); !bytes.Equal(b, []byte{0, 255}) {
+		t.Errorf("replace wrote %q", b)
+	}
+	if r[1].Conflict == nil || r[1].Conflict.Current == nil || len(r[1].Conflict.Current) != 0 || r[1].Err != nil {
+		t.Errorf("conflict on an empty file: %+v", r[1])
+	}
+	if r[2].Err == nil || r[2].Err.Class != ClassNotFound {
+		t.Errorf("missing: %+v", r[2])
+	}
+	if r[3].Err == nil || !strings.Contains(r[3].Err.Msg, "cannot write") {
+		t.Errorf("a source that cannot write: %+v", r[3])
+	}
+}
+
+// asHelperEnv makes the test binary a helper serving the directory source
+// at its value, so that Process is tested across a real pipe.
+const asHelperEnv = "EGOAGENT_SOURCE_TEST_HELPER_ROOT"
+
+func TestMain(m *testing.M) {
+	if root := os.Getenv(asHelperEnv); root != "" {
+		if err := Serve(context.Background(), os.Stdin, os.Stdout, NewDir(root)); err != nil {
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
+// Process.Replace through a real helper: a *Conflict arrives whole (binary
+// current bytes), classes arrive unchanged, and the helper's count of
+// calls comes back.
+func TestProcessReplace(t *testing.T) {
+	d := dirSource(t)
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv(asHelperEnv, d.Root)
+	p := NewProcess(exe)
+	defer p.Close()
+	ctx := context.Background()
+	token := Ref{Vault: "v", Item: "api", Field: "token"}
+	bin := []byte{0, 1, 255, '\n'}
+	if err := p.Replace(ctx, token, []byte("t1"), bin); err != nil {
+		t.Fatal(err)
+	}
+	err = p.Replace(ctx, token, []byte("t1"), []byte("t3"))
+	var c *Conflict
+	if !errors.As(err, &c) || !bytes.Equal(c.Current, bin) || c.Ref != token {
+		t.Fatalf("conflict: %v", err)
+	}
+	if err := p.Replace(ctx, Ref{Vault: "v", Item: "nope", Field: "x"}, nil, []byte("y")); ClassOf(err) != ClassNotFound {
+		t.Fatalf("missing: %v", err)
+	}
+	if res := p.Fetch(ctx, []Ref{token}); !bytes.Equal(res[0].Value, bin) {
+		t.Fatalf("read back: %+v", res[0])
+	}
+	if p.Calls() != 4 {
+		t.Errorf("calls = %d, want 4", p.Calls())
 	}
 }

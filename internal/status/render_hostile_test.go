@@ -109,9 +109,9 @@ func TestHumanHostileStrings(t *testing.T) {
 		`"a\u202eb\u200b"`,        // bidi override, zero width
 		`"nb\u00a0sp\xff"`,        // NBSP, invalid UTF-8
 		`error ("auth\nok: 3 fresh"): denied\nok: 3 fresh\x1b[2J`, // class quoted, error escaped
-		`kept\r\nok: 3 fresh`,                           // note escaped, not quoted
-		`check: valid\u009b2J\u2066`,                    // C1 CSI, isolate
-		`in 1m ("near\nok: 3 fresh")`,                   // why next, quoted
+		`kept\r\nok: 3 fresh`,         // note escaped, not quoted
+		`check: valid\u009b2J\u2066`,  // C1 CSI, isolate
+		`in 1m ("near\nok: 3 fresh")`, // why next, quoted
 		`write-back: failed 1m ago ("read-only\nok: 3 fresh"): denied\nok: 3 fresh\x1b[2J`,
 		`gone\x00\tok: 3 fresh`,                         // NUL, tab
 		`last pass: "sync\nok: 3 fresh",`,               // trigger

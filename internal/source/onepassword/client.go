@@ -322,7 +322,7 @@ func (o *Client) Documents(ctx context.Context, vault, prefix string) ([]Documen
 			doc.Err = forRef(l.fatal, ref)
 		default:
 			var ferr *Error
-			doc.Content, ferr = l.readDocument(ctx, vaultID, got[ids[0]], ref)
+			doc.Content, ferr = l.readRef(ctx, vaultID, got[ids[0]], ref)
 			if ferr != nil {
 				doc.Err = ferr
 			}

@@ -44,6 +44,7 @@ const (
 	causeServerFailed
 	causeCoreTrap
 	causeCoreBroken
+	causeReadOnly
 )
 
 // sdkErrorRules is checked in order against the lowercased error text; the
@@ -100,6 +101,12 @@ var sdkErrorRules = []struct {
 		// The sign-in address in the token is not a 1Password server: the
 		// SDK's HTTP host refuses it before any traffic leaves.
 		"is not allowed",
+	}},
+	{causeReadOnly, []string{
+		// The core's text for a write the service refused item by item
+		// (code 101 in the PATCH answer's failedItems; seen against a local
+		// service): the token may not write to that vault.
+		"not sufficient permissions for the item update operation",
 	}},
 	{causeTokenRejected, []string{
 		// The core's text for an HTTP 403 answer to a request after the
@@ -182,18 +189,39 @@ func classifyText(s string) cause {
 // free of the token. ctx is the caller's context, cctx the request's (with
 // the per-request deadline).
 func (o *Client) classify(ctx, cctx context.Context, err error) *Error {
-	return o.classifyAs(ctx, cctx, err, false)
+	return o.classifyAs(ctx, cctx, err, stageRead)
 }
+
+// stage is which kind of request failed, which changes what a refusal
+// means.
+type stage int
+
+const (
+	stageRead stage = iota
+	stageSignIn
+	stageWrite
+)
 
 // classifySignIn is classify for the sign-in. There, the server's "not
 // found", "no permission" and "bad request" (seen from the real core against
 // a loopback server answering 404, 403 and 400 to /api/v3/auth/start) are
 // about the service account itself, so they mean the token is no good.
 func (o *Client) classifySignIn(ctx, cctx context.Context, err error) *Error {
-	return o.classifyAs(ctx, cctx, err, true)
+	return o.classifyAs(ctx, cctx, err, stageSignIn)
 }
 
-func (o *Client) classifyAs(ctx, cctx context.Context, err error, signIn bool) *Error {
+// classifyWrite is classify for a write (Items().Put, Files().Attach,
+// Delete, ReplaceDocument). Replace has just read the item with the same
+// token, so a refusal for want of permissions (HTTP 403 to the write, seen
+// against a local service as "you do not have the right permissions to
+// perform this action: performing a vault operation") means the token may
+// read the vault but not write to it, not that the token is no good.
+func (o *Client) classifyWrite(ctx, cctx context.Context, err error) *Error {
+	return o.classifyAs(ctx, cctx, err, stageWrite)
+}
+
+func (o *Client) classifyAs(ctx, cctx context.Context, err error, st stage) *Error {
+	signIn := st == stageSignIn
 	full := o.scrub.clean(err.Error())
 	detail := capDetail(full)
 	clean := errors.New(detail)
@@ -220,6 +248,9 @@ func (o *Client) classifyAs(ctx, cctx context.Context, err error, signIn bool) *
 	if signIn && (c == causeNotFound || c == causeNoAccess || (c == causeOther && strings.Contains(strings.ToLower(full), "bad request"))) {
 		c = causeTokenRejected
 	}
+	if st == stageWrite && (c == causeNoAccess || (c == causeTokenRejected && strings.Contains(strings.ToLower(full), "right permissions"))) {
+		c = causeReadOnly
+	}
 	if c == causeSessionEnded {
 		// Sign in again on the next call rather than reuse a dead session.
 		o.client = nil
@@ -235,6 +266,8 @@ func (c cause) class() Class {
 		return ClassInvalidToken
 	case causeRateLimited:
 		return ClassRateLimited
+	case causeReadOnly:
+		return ClassReadOnly
 	case causeNoAccess, causeNotFound:
 		// Both need a person to change 1Password or the configuration;
 		// trying again sooner only spends quota.
@@ -260,6 +293,8 @@ func (c cause) message(detail string) string {
 		return fmt.Sprintf("1Password's rate limit for this service account is used up (%s); wait before trying again (reads are limited per hour, requests per day); the installed files stay as they are", detail)
 	case causeNoAccess:
 		return fmt.Sprintf("the service account may not read this (%s); grant it access to the vault in 1Password", detail)
+	case causeReadOnly:
+		return fmt.Sprintf("the service account may read this vault but not write to it (%s): give it write access to the vault in 1Password (Developer > Service Accounts), or set write_back = false for this secret", detail)
 	case causeNotFound:
 		return fmt.Sprintf("not found in 1Password (%s); check the vault, item and field names in the reference", detail)
 	case causeUnreachable:

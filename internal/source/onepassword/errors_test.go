@@ -97,7 +97,11 @@ func TestOnePasswordErrorClasses(t *testing.T) {
 	o := newTestOnePassword(t, "ops_notused", time.Second)
 	ctx := context.Background()
 	for _, tc := range sdkErrorTexts {
-		e := o.classifyAs(ctx, ctx, errors.New(tc.text), tc.signIn)
+		st := stageRead
+		if tc.signIn {
+			st = stageSignIn
+		}
+		e := o.classifyAs(ctx, ctx, errors.New(tc.text), st)
 		if e.Class != tc.want {
 			t.Errorf("%q (sign-in %v): class %s, want %s", tc.text, tc.signIn, e.Class, tc.want)
 		}
@@ -110,13 +114,47 @@ func TestOnePasswordErrorClasses(t *testing.T) {
 	}
 }
 
+// TestOnePasswordWriteErrors: a write's refusals (texts seen from SDK
+// v0.4.1 against opservice, see TestRealSDKRefusedWrites) are told apart:
+// no permission to write, the item changed meanwhile, and the rest as for
+// reads.
+func TestOnePasswordWriteErrors(t *testing.T) {
+	o := newTestOnePassword(t, "ops_notused", time.Second)
+	ctx := context.Background()
+	for text, want := range map[string]Class{
+		"you do not have the right permissions to perform this action: performing a vault operation":                             ClassReadOnly, // HTTP 403 to the PATCH
+		"you do not have the right permissions to perform this action: not sufficient permissions for the item update operation": ClassReadOnly, // failedItems code 101
+		"you don't have the right permissions to execute this request":                                                           ClassReadOnly, // core string
+		"you are not authenticated":                           ClassInvalidToken,
+		"rate limit exceeded":                                 ClassRateLimited,
+		"unexpected status code in response: 502 Bad Gateway": ClassUnreachable,
+	} {
+		e := o.classifyWrite(ctx, ctx, errors.New(text))
+		if e.Class != want || staleWrite(text) {
+			t.Errorf("%q: %s (stale %v), want %s", text, e.Class, staleWrite(text), want)
+		}
+	}
+	// Seen: the SDK's own check (Put; Attach, Delete, ReplaceDocument) and
+	// the service's (HTTP 409; failedItems code 104).
+	for _, text := range []string{
+		"invalid user input: encountered the following errors: The submitted item is not up to date. Refetch the item and retry the request.",
+		"invalid user input: encountered the following errors: cannot update items through other functions than Items.Put",
+		"data conflict occurred on the server: performing a vault operation",
+		"data conflict occurred on the server: race condition when updating items in the same vault",
+	} {
+		if !staleWrite(text) {
+			t.Errorf("%q is not taken for a stale write", text)
+		}
+	}
+}
+
 func TestOnePasswordRateLimitType(t *testing.T) {
 	// The SDK turns a core error named RateLimitExceeded into this type,
 	// whatever its message says.
 	o := newTestOnePassword(t, "ops_notused", time.Second)
 	ctx := context.Background()
 	err := fmt.Errorf("error initializing client: %w", &onepassword.RateLimitExceededError{})
-	if e := o.classifyAs(ctx, ctx, err, true); e.Class != ClassRateLimited {
+	if e := o.classifyAs(ctx, ctx, err, stageSignIn); e.Class != ClassRateLimited {
 		t.Errorf("RateLimitExceededError: class %s, want %s", e.Class, ClassRateLimited)
 	}
 }
@@ -144,11 +182,11 @@ func TestOnePasswordScrubsToken(t *testing.T) {
 	o := newTestOnePassword(t, token, time.Second)
 	ctx := context.Background()
 	for _, leak := range canaries {
-		for _, signIn := range []bool{true, false} {
+		for _, st := range []stage{stageSignIn, stageRead, stageWrite} {
 			// An SDK text that echoes the token or a part of it, in the
 			// shapes the core's messages take.
 			text := "invalid service account token, please make sure you provide a valid service account token as parameter: " + leak + " (recovered by wazero)\nwasm stack trace:\n\t" + leak
-			e := o.classifyAs(ctx, ctx, errors.New(text), signIn)
+			e := o.classifyAs(ctx, ctx, errors.New(text), st)
 			for _, s := range append(errorTexts(e), e.Msg) {
 				for _, c := range canaries {
 					if strings.Contains(s, c) {

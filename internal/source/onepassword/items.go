@@ -293,13 +293,7 @@ func (o *Client) readFiles(ctx context.Context, c *onepassword.Client, refs []Re
 			continue
 		}
 		res := got[w.vaultID][w.itemID]
-		var v []byte
-		var err *Error
-		if r.IsDocument() {
-			v, err = l.readDocument(ctx, w.vaultID, res, r)
-		} else {
-			v, err = l.readAttachment(ctx, w.vaultID, res, r)
-		}
+		v, err := l.readRef(ctx, w.vaultID, res, r)
 		if err != nil {
 			out[w.i].Err = err
 			continue
@@ -308,68 +302,88 @@ func (o *Client) readFiles(ctx context.Context, c *onepassword.Client, refs []Re
 	}
 }
 
-// readDocument reads the file of a Document item.
-func (l *locator) readDocument(ctx context.Context, vaultID string, res itemResult, r Ref) ([]byte, *Error) {
+// readRef reads what r names (see findTarget) from an item of a batch.
+func (l *locator) readRef(ctx context.Context, vaultID string, res itemResult, r Ref) ([]byte, *Error) {
 	if res.err != nil {
 		return nil, forRef(res.err, r)
 	}
 	if res.item == nil {
 		return nil, &Error{Class: ClassOther, Ref: r.String(), Msg: "1Password returned no item; try again, and report it if it persists"}
 	}
-	if res.item.Document == nil {
-		return nil, &Error{Class: ClassNotFound, Ref: r.String(),
-			Msg: fmt.Sprintf("item %q is a %s item, not a Document; name the field or file in the reference: op://%s/%s/<field>", r.Item, res.item.Category, r.Vault, r.Item)}
+	t, err := findTarget(res.item, r)
+	if err != nil {
+		return nil, err
 	}
-	return l.readFile(ctx, vaultID, res.item.ID, *res.item.Document, r)
+	return l.valueOf(ctx, vaultID, res.item, t, r)
 }
 
-// readAttachment reads the field or file named by r's field (and section)
-// from an item. A field is matched by ID or title, a file by ID, field ID or
-// name, a section by ID or title, all without regard to case, as 1Password's
-// references do. A Document item's own file counts too, so
-// op://vault/doc/name.json works as well as op://vault/doc.
-func (l *locator) readAttachment(ctx context.Context, vaultID string, res itemResult, r Ref) ([]byte, *Error) {
-	if res.err != nil {
-		return nil, forRef(res.err, r)
+// target is what a reference names inside an item: one of a text field, a
+// file attached to the item, or the Document item's own file.
+type target struct {
+	field int  // index in Item.Fields, or -1
+	file  int  // index in Item.Files, or -1
+	doc   bool // the item's Document file
+}
+
+// findTarget finds what r names in it. A Document reference names the
+// item's file. A field reference names a field, matched by ID or title, or
+// a file, matched by ID, field ID or name, in a section matched by ID or
+// title, all without regard to case, as 1Password's references do. A
+// Document item's own file counts too, so op://vault/doc/name.json works as
+// well as op://vault/doc.
+func findTarget(it *onepassword.Item, r Ref) (target, *Error) {
+	none := target{field: -1, file: -1}
+	if r.IsDocument() {
+		if it.Document == nil {
+			return none, &Error{Class: ClassNotFound, Ref: r.String(),
+				Msg: fmt.Sprintf("item %q is a %s item, not a Document; name the field or file in the reference: op://%s/%s/<field>", r.Item, it.Category, r.Vault, r.Item)}
+		}
+		return target{field: -1, file: -1, doc: true}, nil
 	}
-	if res.item == nil {
-		return nil, &Error{Class: ClassOther, Ref: r.String(), Msg: "1Password returned no item; try again, and report it if it persists"}
-	}
-	it := res.item
 	if r.Section != "" && !hasSection(it.Sections, r.Section) {
-		return nil, &Error{Class: ClassNotFound, Ref: r.String(),
+		return none, &Error{Class: ClassNotFound, Ref: r.String(),
 			Msg: fmt.Sprintf("item %q has no section named %q; check the name", r.Item, r.Section)}
 	}
-	var fields []onepassword.ItemField
-	for _, f := range it.Fields {
+	var found []target
+	for i, f := range it.Fields {
 		sec := ""
 		if f.SectionID != nil {
 			sec = *f.SectionID
 		}
 		if (f.ID == r.Field || strings.EqualFold(f.Title, r.Field)) && sectionMatches(it.Sections, sec, r.Section) {
-			fields = append(fields, f)
+			found = append(found, target{field: i, file: -1})
 		}
 	}
-	var found []onepassword.FileAttributes
-	for _, f := range it.Files {
+	for i, f := range it.Files {
 		if fileMatches(f.Attributes, f.FieldID, r.Field) && sectionMatches(it.Sections, f.SectionID, r.Section) {
-			found = append(found, f.Attributes)
+			found = append(found, target{field: -1, file: i})
 		}
 	}
 	if it.Document != nil && r.Section == "" && fileMatches(*it.Document, "", r.Field) {
-		found = append(found, *it.Document)
+		found = append(found, target{field: -1, file: -1, doc: true})
 	}
-	switch {
-	case len(fields) == 1 && len(found) == 0:
-		return []byte(fields[0].Value), nil
-	case len(found) == 1 && len(fields) == 0:
-		return l.readFile(ctx, vaultID, it.ID, found[0], r)
-	case len(found)+len(fields) == 0:
-		return nil, &Error{Class: ClassNotFound, Ref: r.String(),
+	switch len(found) {
+	case 1:
+		return found[0], nil
+	case 0:
+		return none, &Error{Class: ClassNotFound, Ref: r.String(),
 			Msg: fmt.Sprintf("item %q has no field or file named %q; check the name (a whole Document item is referenced as op://%s/%s)", r.Item, r.Field, r.Vault, r.Item)}
 	default:
-		return nil, &Error{Class: ClassNotFound, Ref: r.String(),
-			Msg: fmt.Sprintf("item %q has %d fields or files named %q; add the section to the reference, use the field's ID, or rename one", r.Item, len(found)+len(fields), r.Field)}
+		return none, &Error{Class: ClassNotFound, Ref: r.String(),
+			Msg: fmt.Sprintf("item %q has %d fields or files named %q; add the section to the reference, use the field's ID, or rename one", r.Item, len(found), r.Field)}
+	}
+}
+
+// valueOf returns what t holds in it: a field's value, or a file's content
+// (one more read of the item and a download).
+func (l *locator) valueOf(ctx context.Context, vaultID string, it *onepassword.Item, t target, r Ref) ([]byte, *Error) {
+	switch {
+	case t.field >= 0:
+		return []byte(it.Fields[t.field].Value), nil
+	case t.file >= 0:
+		return l.readFile(ctx, vaultID, it.ID, it.Files[t.file].Attributes, r)
+	default:
+		return l.readFile(ctx, vaultID, it.ID, *it.Document, r)
 	}
 }
 

@@ -20,6 +20,7 @@ type (
 	Document = source.Document
 	Source   = source.Source
 	Error    = source.Error
+	Conflict = source.Conflict
 	Class    = source.Class
 )
 
@@ -29,5 +30,6 @@ const (
 	ClassUnreachable  = source.ClassUnreachable
 	ClassRateLimited  = source.ClassRateLimited
 	ClassNotFound     = source.ClassNotFound
+	ClassReadOnly     = source.ClassReadOnly
 	ClassOther        = source.ClassOther
 )

@@ -68,6 +68,7 @@ type vault struct {
 	keyID          string
 	contentVersion int
 	changer        string // the user ID recorded as the last to change an item
+	readOnly       bool   // the account may read the vault but not write to it (see SetReadOnly)
 	created        time.Time
 	items          []*record
 }
@@ -109,6 +110,19 @@ func (s *Service) PutItem(vaultName string, it Item) string {
 		panic("opservice: no vault " + vaultName)
 	}
 	return s.putLocked(v, it)
+}
+
+// SetReadOnly makes the account's access to the vault named vaultName
+// read-only (or full again): the vault list then grants only reading, and
+// writes to the vault are refused as the service refuses them.
+func (s *Service) SetReadOnly(vaultName string, readOnly bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	v := s.vaultLocked(vaultName)
+	if v == nil {
+		panic("opservice: no vault " + vaultName)
+	}
+	v.readOnly = readOnly
 }
 
 // DeleteItem removes the item with this title (or ID) from the vault.
@@ -274,7 +288,14 @@ func (s *Service) vaultWire(v *vault) (map[string]any, error) {
 	if err != nil {
 		return nil, err
 	}
-	const acl = 0x00FFFFFF
+	// The SDK's own permission bits (ReadItems, UpdateItems, ... in its
+	// types.go): a read-only vault grants reading and revealing only. The
+	// v0.4.1 core does not check them before a write (it sent the PATCH
+	// all the same): the refusal is the service's (patchItems).
+	acl := 0x00FFFFFF
+	if v.readOnly {
+		acl = readACL
+	}
 	ts := v.created.Format(time.RFC3339)
 	// combinedAccess has the shape of an access record.
 	access := map[string]any{

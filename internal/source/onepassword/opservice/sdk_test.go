@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strings"
 	"testing"
 	"time"
 
@@ -281,4 +282,77 @@ func TestRealSDKWrites(t *testing.T) {
 		t.Errorf("Item of the Document: %+v", d)
 	}
 	t.Logf("requests: %v", s.Requests())
+}
+
+// TestRealSDKRefusedWrites: what the real SDK reports when the service
+// refuses a write, in both ways the service can refuse (see Refusal): to a
+// read-only vault, and on an item version another writer has moved on
+// from between the SDK's read of the item and its write. Nothing is
+// written either way. The texts are what the 1Password source classifies.
+func TestRealSDKRefusedWrites(t *testing.T) {
+	s := startWithSDK(t)
+	vaultID := s.AddVault(Vault{Name: "egoengine"})
+	c, err := signIn(t, s.Token())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	id := s.PutItem("egoengine", Item{Title: "Login", Fields: []Field{{Title: "password", Value: "v1", Concealed: true}}})
+	stored := func() string {
+		it, _ := s.Item("egoengine", "Login")
+		return it.Sections[0].Fields[0].Value
+	}
+	put := func(value string) error {
+		it, err := c.Items().Get(ctx, vaultID, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		it.Fields[0].Value = value
+		_, err = c.Items().Put(ctx, it)
+		return err
+	}
+	for _, tc := range []struct {
+		refusal         Refusal
+		readOnly, stale string
+	}{
+		{RefuseStatus, "you do not have the right permissions to perform this action: performing a vault operation", "data conflict occurred on the server: performing a vault operation"},
+		{RefusePerItem, "you do not have the right permissions to perform this action: not sufficient permissions for the item update operation", "data conflict occurred on the server: race condition when updating items in the same vault"},
+	} {
+		s.RefuseWritesWith(tc.refusal)
+		s.SetReadOnly("egoengine", true)
+		s.ResetCounts()
+		err := put("mine")
+		if err == nil || !strings.Contains(err.Error(), tc.readOnly) || stored() != "v1" {
+			t.Errorf("refusal %d, read-only vault: %v; stored %q", tc.refusal, err, stored())
+		}
+		if s.Requests()[RoutePatchItems] != 1 {
+			t.Errorf("the SDK did not send the write to the read-only vault: %v", s.Log())
+		}
+		t.Logf("refusal %d, read-only: %v", tc.refusal, err)
+
+		s.SetReadOnly("egoengine", false)
+		s.Before(RoutePatchItems, func() {
+			s.PutItem("egoengine", Item{ID: id, Title: "Login", Fields: []Field{{Title: "password", Value: "theirs", Concealed: true}}})
+		})
+		err = put("mine")
+		if err == nil || !strings.Contains(err.Error(), tc.stale) || stored() != "theirs" {
+			t.Errorf("refusal %d, stale version: %v; stored %q", tc.refusal, err, stored())
+		}
+		t.Logf("refusal %d, stale: %v", tc.refusal, err)
+		if err := put("v1"); err != nil || stored() != "v1" {
+			t.Fatalf("a write on the current version: %v", err)
+		}
+	}
+	// The SDK itself checks the version it was given against a fresh read
+	// of the item, before any write: an Item read before another writer's
+	// change is refused without a request.
+	old, _ := c.Items().Get(ctx, vaultID, id)
+	s.PutItem("egoengine", Item{ID: id, Title: "Login", Fields: []Field{{Title: "password", Value: "theirs", Concealed: true}}})
+	old.Fields[0].Value = "mine"
+	s.ResetCounts()
+	if _, err := c.Items().Put(ctx, old); err == nil || !strings.Contains(err.Error(), "not up to date") || s.Requests()[RoutePatchItems] != 0 {
+		t.Errorf("Put of an outdated Item: %v, %v", err, s.Log())
+	} else {
+		t.Logf("outdated Item: %v", err)
+	}
 }

@@ -6,6 +6,12 @@
 // the project's notes; nothing here is documented by 1Password, and real
 // error answers, paging and trashed items are not modelled.
 //
+// Writes are checked as a careful service would: a write whose item version
+// is not the stored one is refused (two writers cannot both win), and so is
+// any write to a vault made read-only (SetReadOnly). How the refusal is
+// answered (RefuseWritesWith) follows what the SDK's core understands; what
+// the real service answers is not known.
+//
 // It counts every HTTP request by route and can be told to fail any route
 // (an HTTP status, a reset connection, a slow or malformed answer). It
 // serves HTTPS on a loopback port with a certificate of its own; tests send
@@ -104,6 +110,8 @@ type Service struct {
 	sessions  map[string]*session
 	counts    map[string]int
 	faults    map[string]*Fault
+	hooks     map[string][]func() // run once each, before the next request on the route
+	refusal   Refusal
 	log       []string // route of every request, in order
 	clients   []string // the client each completed sign-in named
 	// pick, when set, makes the SRP exchange redraw the server's secret
@@ -277,6 +285,19 @@ func (s *Service) Fail(route string, f Fault) {
 	s.faults[route] = &f
 }
 
+// Before runs f once, before the service answers the next request on
+// route: a test's way to change what the service holds between two
+// requests of one SDK call (another writer's edit between the SDK's read
+// of an item and its write). f may use the Service's methods.
+func (s *Service) Before(route string, f func()) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.hooks == nil {
+		s.hooks = map[string][]func(){}
+	}
+	s.hooks[route] = append(s.hooks[route], f)
+}
+
 // Clear removes every fault.
 func (s *Service) Clear() {
 	s.mu.Lock()
@@ -349,8 +370,13 @@ func (s *Service) serve(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 	}
+	hooks := s.hooks[pattern]
+	delete(s.hooks, pattern)
 	s.mu.Unlock()
 
+	for _, h := range hooks {
+		h()
+	}
 	if f != nil {
 		if f.Delay > 0 {
 			select {

@@ -79,6 +79,11 @@ func (s *Service) patchItems(_ *session, r *http.Request, body []byte) (any, []b
 	if cv, err := strconv.Atoi(r.PathValue("version")); err != nil || cv > v.contentVersion {
 		return nil, nil, http.StatusBadRequest
 	}
+	perItem := s.refusal == RefusePerItem
+	if v.readOnly && !perItem {
+		return nil, nil, http.StatusForbidden
+	}
+	failed := map[string]int{}
 	updated := map[string]int{}
 	var store []*record
 	for _, w := range recs {
@@ -100,6 +105,18 @@ func (s *Service) patchItems(_ *session, r *http.Request, body []byte) (any, []b
 		if trashed == "" {
 			trashed = "N"
 		}
+		// The base of the change must be the version stored now, or a
+		// second writer would silently undo the first.
+		switch {
+		case v.readOnly:
+			failed[w.UUID] = patchPermission
+			continue
+		case w.ItemVersion != v.version(w.UUID) && perItem:
+			failed[w.UUID] = patchRace
+			continue
+		case w.ItemVersion != v.version(w.UUID):
+			return nil, nil, http.StatusConflict
+		}
 		rec := &record{ID: w.UUID, Template: w.TemplateUUID, Trashed: trashed, Version: w.ItemVersion + 1,
 			Created: w.CreatedAt, Updated: w.UpdatedAt, Overview: ov, Details: det}
 		store = append(store, rec)
@@ -116,8 +133,10 @@ func (s *Service) patchItems(_ *session, r *http.Request, body []byte) (any, []b
 			v.items = append(v.items, rec)
 		}
 	}
-	v.contentVersion++
-	return map[string]any{"contentVersion": v.contentVersion, "updatedItems": updated, "failedItems": map[string]any{}}, nil, 0
+	if len(store) > 0 {
+		v.contentVersion++
+	}
+	return map[string]any{"contentVersion": v.contentVersion, "updatedItems": updated, "failedItems": failed}, nil, 0
 }
 
 // checkFiles verifies every file that item details refer to.
@@ -227,4 +246,54 @@ func (s *Service) Item(vaultName, title string) (Item, bool) {
 		return it, true
 	}
 	return Item{}, false
+}
+
+// version is the stored version of the item with this ID, 0 when there is
+// none (a new item's record carries itemVersion 0).
+func (v *vault) version(id string) int {
+	for _, rec := range v.items {
+		if rec.ID == id {
+			return rec.Version
+		}
+	}
+	return 0
+}
+
+// readACL is what a read-only vault grants: ReadItems | RevealItemPassword
+// in the SDK's permission bits.
+const readACL = 32 | 16
+
+// The codes of failedItems in a PATCH answer, as SDK v0.4.1's core reads
+// them (found by answering each number to Items().Put): 1 session expired,
+// 100 bad request body, 101 no permission, 103 internal error, 104 a race
+// with another write, 105 file not found, 106 item too big.
+const (
+	patchPermission = 101
+	patchRace       = 104
+)
+
+// Refusal is how the service refuses a write to a read-only vault or on a
+// stale item version. Which one the real service uses is not known; the
+// core understands both.
+type Refusal int
+
+const (
+	// RefuseStatus answers the whole PATCH with an HTTP error: 403 for a
+	// read-only vault, 409 for a stale item version. The SDK reports "you
+	// do not have the right permissions to perform this action: ..." and
+	// "data conflict occurred on the server: ...".
+	RefuseStatus Refusal = iota
+	// RefusePerItem answers 200 with the item in failedItems (codes 101
+	// and 104), which the SDK reports as "you do not have the right
+	// permissions to perform this action: not sufficient permissions for
+	// the item update operation" and "data conflict occurred on the server:
+	// race condition when updating items in the same vault".
+	RefusePerItem
+)
+
+// RefuseWritesWith sets how later refused writes are answered.
+func (s *Service) RefuseWritesWith(r Refusal) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.refusal = r
 }
