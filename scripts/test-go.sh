@@ -14,4 +14,9 @@ go vet ./...
 
 EGOAGENT_TEST_CODEX=$(scripts/ensure-codex.sh)
 export EGOAGENT_TEST_CODEX EGOAGENT_REQUIRE_CODEX=1
-go test -count=1 "$@" ./...
+# The Codex simulation (cmd/egoagent/codexsim_test.go) runs minutes of real
+# time against timing bounds; it runs alone, after the rest, so that other
+# packages' tests do not load the machine under it.
+sim='^TestCodexSimulation'
+go test -count=1 -skip "$sim" "$@" ./...
+go test -count=1 -run "$sim" "$@" ./cmd/egoagent

@@ -132,6 +132,31 @@ func NewIssuer() *Issuer {
 	return s
 }
 
+// Reused returns the refreshes answered refresh_token_reused: each is a
+// copy that held a spent token when its program renewed it.
+func (s *Issuer) Reused() []Refresh {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []Refresh
+	for _, r := range s.refreshes {
+		if r.Outcome == Reused {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+// Newest returns the highest generation issued so far (0: only the seed).
+func (s *Issuer) Newest() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := 0
+	for _, r := range s.refreshes {
+		n = max(n, r.Gen)
+	}
+	return n
+}
+
 // URL is the server's base, http://127.0.0.1:PORT.
 func (s *Issuer) URL() string { return s.srv.URL }
 
