@@ -96,12 +96,29 @@ const ClassBusy = "busy"
 
 // How long a pass waits for a file its program is rewriting: a quiet spell
 // of settleQuiet, for at most settleMax. Codex writes auth.json in one go,
-// in well under a millisecond. Variables only so that tests can shorten
-// them.
+// in well under a millisecond. A file that fails its check is replaced only
+// once nothing has touched it for brokenGrace: a writer may pause longer
+// than settleQuiet between two writes, and a half-written file must not be
+// taken for a broken one. Variables only so that tests can shorten them.
 var (
 	settleQuiet = 250 * time.Millisecond
 	settleMax   = 5 * time.Second
+	brokenGrace = 10 * time.Second
 )
+
+// untouchedFor reports, as an error for the outcome, a file changed less
+// than grace ago. The clock is the real one, as the file's time is (the
+// engine's Now may be a test's).
+func untouchedFor(path string, grace time.Duration) error {
+	fi, err := os.Lstat(path)
+	if err != nil {
+		return nil // gone: nothing left to protect
+	}
+	if age := time.Since(fi.ModTime()); age < grace {
+		return fmt.Errorf("%s fails its check and changed %s ago: it may still be being written, so it is judged once it has been left alone for %s", path, age.Round(time.Millisecond), grace)
+	}
+	return nil
+}
 
 // UsageError is returned for a request that cannot be carried out as asked
 // (an unknown secret name); nothing was attempted.
@@ -532,6 +549,10 @@ func (e *Engine) apply(ctx context.Context, t *target, sec *status.Secret, fp *s
 			case local.OK && force:
 				note = "forced: replaced a local file that had changed since egoagent wrote it and still passed its check"
 			default:
+				if err := untouchedFor(t.path, brokenGrace); err != nil {
+					e.busy(sec, err)
+					return out()
+				}
 				note = "the local file fails its check (" + local.Summary + "), so 1Password's copy replaces it"
 			}
 		}

@@ -196,8 +196,15 @@ func TestConsumerRewritesPolicy(t *testing.T) {
 		t.Fatalf("force: %+v", o)
 	}
 
-	// A broken local file is replaced by the 1Password copy.
+	// A broken local file is left alone while it may still be being
+	// written, then replaced by the 1Password copy.
 	os.WriteFile(p, []byte(`garbage`), 0o600)
+	rep = h.pass(Options{})
+	if o := rep.Outcomes[0]; o.Written || o.Class != ClassBusy || h.read(".tool/state.json") != `garbage` {
+		t.Fatalf("a file broken just now was judged: %+v", o)
+	}
+	past := time.Now().Add(-brokenGrace)
+	os.Chtimes(p, past, past)
 	rep = h.pass(Options{})
 	if o := rep.Outcomes[0]; !o.Written || !strings.Contains(o.Note, "fails its check") || h.read(".tool/state.json") != `{"gen":1}` {
 		t.Fatalf("broken local file: %+v", o)

@@ -55,6 +55,10 @@ func (e *Engine) newest(ctx context.Context, t *target, sec *status.Secret, fp *
 		}
 		lc := e.check(ctx, t.check, installed)
 		if !lc.OK {
+			if err := untouchedFor(t.path, brokenGrace); err != nil {
+				e.busy(sec, err)
+				return "", true, false
+			}
 			return "the local file fails its check (" + lc.Summary + "), so 1Password's copy of the same renewal replaces it", false, false
 		}
 		e.succeed(sec, status.Kept, "kept the local file: it is the same renewal as 1Password's copy")

@@ -290,3 +290,24 @@ func failingCodex(t *testing.T) string {
 	}
 	return p
 }
+
+// A writer that pauses longer than the settle wait leaves a file that is
+// still and half written: it is not taken for a broken file until it has
+// been left alone for brokenGrace.
+func TestNewestPausedWriterIsNotTakenForBroken(t *testing.T) {
+	settleQuiet, settleMax = 20*time.Millisecond, 200*time.Millisecond
+	t.Cleanup(func() { settleQuiet, settleMax = 250*time.Millisecond, 5*time.Second })
+
+	h := newestHarness(t, true, renewal(60, "rt-1"))
+	h.pass(Options{})
+	next := renewal(1, "rt-2")
+	h.codexWrites(next[:len(next)/2]) // then the writer stalls
+	o := h.pass(Options{}).Outcomes[0]
+	if o.Class != ClassBusy || o.Written || h.read(authPath) != string(next[:len(next)/2]) || h.src.Writes() != 0 {
+		t.Fatalf("%+v", o)
+	}
+	h.codexWrites(next) // the writer finishes
+	if o := h.pass(Options{}).Outcomes[0]; o.State != status.Fresh || h.in1Password() != string(next) {
+		t.Fatalf("after the write: %+v", o)
+	}
+}

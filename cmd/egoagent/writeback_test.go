@@ -1,0 +1,108 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/veraticus/egoengine/internal/check/checktest"
+	"github.com/veraticus/egoengine/internal/status"
+)
+
+// A Codex secret with write-back over the directory source, the Codex
+// check without a CLI (the file's own rules decide), and a schedule far off:
+// only the watcher acts.
+const writeBackSecret = `
+[schedule]
+refresh = "@every 24h"
+jitter = "0s"
+
+[check]
+codex_command = "/nonexistent/codex"
+
+[[secret]]
+name = "codex"
+ref = "op://v/Codex Auth/auth.json"
+path = "~/.codex/auth.json"
+check = "codex"
+policy = "consumer-rewrites"
+write_back = true
+`
+
+// Codex rewrites auth.json in place, truncating it first, and here slowly:
+// longer than a pass waits for a file to settle. The daemon must neither put
+// 1Password's older copy over the half-written file nor upload it; once the
+// file is whole and newer, it goes up, whole.
+func TestDaemonWaitsOutASlowRewriteThenUploads(t *testing.T) {
+	w := newWorkspace(t, writeBackSecret)
+	now := time.Now().Truncate(time.Second)
+	old := checktest.ChatGPT{LastRefresh: now.Add(-time.Hour), Expires: now.Add(10 * 24 * time.Hour), RefreshToken: "rt-old"}.JSON()
+	renewed := checktest.ChatGPT{LastRefresh: now, Expires: now.Add(10 * 24 * time.Hour), RefreshToken: "rt-new"}.JSON()
+	w.put("op://v/Codex Auth/auth.json", string(old))
+	if out, errOut, code := w.egoagent("start"); code != 0 {
+		t.Fatalf("start: %d %s %s", code, out, errOut)
+	}
+	auth := filepath.Join(w.home, ".codex", "auth.json")
+	vault := filepath.Join(w.vault, "v", "Codex Auth", "auth.json")
+
+	// Watch both files every 10 ms while Codex writes: the vault only ever
+	// holds one whole copy or the other, and the installed file never goes
+	// back to the old copy once Codex has begun.
+	stop := make(chan struct{})
+	bad := make(chan string, 1)
+	go func() {
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(10 * time.Millisecond):
+			}
+			if v, _ := os.ReadFile(vault); string(v) != string(old) && string(v) != string(renewed) {
+				bad <- "1Password held a partial copy: " + string(v)
+				return
+			}
+			if h, _ := os.ReadFile(auth); string(h) == string(old) {
+				bad <- "the old copy was put back over the file Codex was writing"
+				return
+			}
+		}
+	}()
+	f, err := os.OpenFile(auth, os.O_WRONLY|os.O_TRUNC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < len(renewed); i += 64 { // about 7 s in all
+		time.Sleep(300 * time.Millisecond)
+		f.Write(renewed[i:min(i+64, len(renewed))])
+	}
+	f.Close()
+
+	defer func() {
+		if t.Failed() {
+			log, _ := os.ReadFile(filepath.Join(w.stateDir(), status.LogFile))
+			t.Logf("log:\n%s", log)
+			out, _, _ := w.egoagent("status")
+			t.Logf("status:\n%s", out)
+		}
+	}()
+	eventually(t, 20*time.Second, "the renewed file is uploaded", func() bool {
+		v, _ := os.ReadFile(vault)
+		return string(v) == string(renewed)
+	})
+	close(stop)
+	select {
+	case msg := <-bad:
+		t.Fatal(msg)
+	default:
+	}
+	sec := w.state().Find("codex")
+	if sec == nil || sec.WriteBack == nil || !sec.WriteBack.OK || sec.Newer != status.NewerLocal || w.read(".codex/auth.json") != string(renewed) {
+		t.Fatalf("state after upload: %+v", sec)
+	}
+	log, _ := os.ReadFile(filepath.Join(w.stateDir(), status.LogFile))
+	if !strings.Contains(string(log), "file still being written; not judged") {
+		t.Fatal("no pass met the file mid-write: the test did not test the wait")
+	}
+}
