@@ -549,7 +549,8 @@ func (e *Engine) apply(ctx context.Context, t *target, sec *status.Secret, fp *s
 			case local.OK && force:
 				note = "forced: replaced a local file that had changed since egoagent wrote it and still passed its check"
 			default:
-				if err := untouchedFor(t.path, brokenGrace); err != nil {
+				// --force is a person's word that the file may go now.
+				if err := untouchedFor(t.path, brokenGrace); err != nil && !force {
 					e.busy(sec, err)
 					return out()
 				}

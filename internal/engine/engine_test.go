@@ -203,6 +203,10 @@ func TestConsumerRewritesPolicy(t *testing.T) {
 	if o := rep.Outcomes[0]; o.Written || o.Class != ClassBusy || h.read(".tool/state.json") != `garbage` {
 		t.Fatalf("a file broken just now was judged: %+v", o)
 	}
+	if o := h.pass(Options{Force: true}).Outcomes[0]; !o.Written || h.read(".tool/state.json") != `{"gen":1}` {
+		t.Fatalf("--force did not replace a file broken just now: %+v", o)
+	}
+	os.WriteFile(p, []byte(`garbage`), 0o600)
 	past := time.Now().Add(-brokenGrace)
 	os.Chtimes(p, past, past)
 	rep = h.pass(Options{})
