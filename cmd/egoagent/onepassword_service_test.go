@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/veraticus/egoengine/internal/check/checktest"
 	"github.com/veraticus/egoengine/internal/source/onepassword/opservice"
 )
 
@@ -340,4 +341,56 @@ path = "~/.config/gh/token"
 	}
 	t.Logf("refresh of one field: %d requests: %v", w.svc.Total(), w.svc.Requests())
 	assertNoCanary(t, w.workspace)
+}
+
+// A token that may read the vault but not write to it: the renewed file
+// stays where it is (it is the good copy), sync still succeeds, and status
+// and the metadata line say what to grant, on which vault.
+func TestWriteBackWithAReadOnlyToken(t *testing.T) {
+	w := newOpWorkspace(t, `
+[check]
+codex_command = "/nonexistent/codex"
+
+[[secret]]
+name = "codex"
+ref = "op://egoengine/Codex Auth/auth.json"
+path = "~/.codex/auth.json"
+check = "codex"
+policy = "consumer-rewrites"
+write_back = true
+`)
+	now := time.Now().Truncate(time.Second)
+	old := checktest.ChatGPT{LastRefresh: now.Add(-time.Hour), Expires: now.Add(10 * 24 * time.Hour), RefreshToken: "rt-old"}.JSON()
+	w.svc.AddVault(opservice.Vault{Name: "egoengine", Items: []opservice.Item{{Title: "Codex Auth", Category: opservice.SecureNote,
+		Sections: []opservice.Section{{Files: []opservice.File{{Name: "auth.json", Content: old}}}}}}})
+	w.svc.SetReadOnly("egoengine", true)
+	if out, code := w.sync(); code != 0 {
+		t.Fatalf("first sync: %d\n%s", code, out)
+	}
+	renewed := checktest.ChatGPT{LastRefresh: now, Expires: now.Add(10 * 24 * time.Hour), RefreshToken: "rt-new"}.JSON()
+	if err := os.WriteFile(filepath.Join(w.home, ".codex/auth.json"), renewed, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, code := w.sync()
+	if code != 0 || !strings.Contains(out, "codex: kept") {
+		t.Fatalf("sync with a read-only token: exit %d\n%s", code, out)
+	}
+	if w.read(".codex/auth.json") != string(renewed) {
+		t.Fatal("the renewed file was replaced")
+	}
+	if it, _ := w.svc.Item("egoengine", "Codex Auth"); string(it.Sections[0].Files[0].Content) != string(old) {
+		t.Fatal("1Password's copy changed")
+	}
+	status, _ := w.run("status")
+	for _, want := range []string{"write-back: failed", "(read-only)", `vault "egoengine"`, "write access"} {
+		if !strings.Contains(status, want) {
+			t.Errorf("status lacks %q:\n%s", want, status)
+		}
+	}
+	if meta, _ := w.run("metadata"); !strings.Contains(meta, "codex write-back failing (read-only)") {
+		t.Errorf("metadata: %q", meta)
+	}
+	if strings.Contains(status+out, w.token) {
+		t.Fatal("the token reached the output")
+	}
 }

@@ -232,7 +232,8 @@ func chain(sec Secret, now time.Time) []string {
 				l += " (" + printable.Name(wb.Class) + ")"
 			}
 		}
-		if wb.Note != "" {
+		// A failure's words are also the secret's error, shown below.
+		if wb.Note != "" && sec.Error != "write-back: "+wb.Note {
 			l += ": " + printable.Text(wb.Note)
 		}
 		lines = append(lines, l)
