@@ -601,7 +601,7 @@ func (e *Engine) checked(sec *status.Secret, r check.Result, now time.Time) {
 func (e *Engine) succeed(sec *status.Secret, state, note string) {
 	sec.State, sec.Note = state, note
 	sec.Error, sec.ErrorClass = "", ""
-	sec.StaleSince, sec.RetryAt = time.Time{}, time.Time{}
+	sec.StaleSince = time.Time{}
 	sec.Failures = 0
 }
 

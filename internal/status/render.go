@@ -161,8 +161,8 @@ func Human(w io.Writer, s *State, now time.Time, home string) error {
 			if !sec.StaleSince.IsZero() {
 				lines = append(lines, "failing since "+sec.StaleSince.Local().Format(time.DateTime)+" ("+Ago(now, sec.StaleSince)+")")
 			}
-			if !sec.RetryAt.IsZero() {
-				lines = append(lines, "next attempt "+until(now, sec.RetryAt))
+			if sec.NextWhy == "retry" && !sec.NextRefresh.IsZero() {
+				lines = append(lines, "next attempt "+until(now, sec.NextRefresh))
 			}
 		}
 		if len(lines) > 0 {

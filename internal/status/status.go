@@ -96,7 +96,6 @@ type Secret struct {
 	StaleSince  time.Time `json:"stale_since,omitzero"`  // first failure of the current run of failures
 	NextRefresh time.Time `json:"next_refresh,omitzero"` // set by the daemon
 	NextWhy     string    `json:"next_why,omitempty"`    // and why then
-	RetryAt     time.Time `json:"retry_at,omitzero"`     // earliest next attempt after a failure
 	Written     string    `json:"written,omitempty"`     // fingerprint of what egoagent last wrote
 	Failures    int       `json:"failures,omitempty"`    // consecutive failed attempts
 
