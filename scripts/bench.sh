@@ -25,6 +25,8 @@ sim_report=$(mktemp)
 trap 'rm -f "$out" "$sim_report"' EXIT
 EGOAGENT_TEST_CODEX=$(scripts/ensure-codex.sh) EGOAGENT_REQUIRE_CODEX=1 EGOAGENT_SIM_USES=${SIM_USES:-8} EGOAGENT_SIM_REPORT=$sim_report \
 	go test -count=1 -run '^TestCodexSimulationWithWriteBack$' ./cmd/egoagent/ >&2
+# int NAME: BenchmarkRenewalBudget's metric NAME, a count.
+int() { printf %.0f "$(metric "$1" BenchmarkRenewalBudget)"; }
 # sim FIELD: the value after FIELD in the simulation's report line.
 sim() { awk -v f="$1" '{ for (i = 1; i < NF; i++) if ($i == f) print $(i+1) }' "$sim_report"; }
 
@@ -66,8 +68,8 @@ daemon and 1Password issues. Rerun \`make bench\` to refresh this page.
 | the same pass, \`egoagent sync\` with a cold helper, until the files are written (median) | $(metric op-ms BenchmarkOnePasswordImage0) ms | directory source, same files: $(metric dir-ms BenchmarkOnePasswordImage0) ms | $(metric x-dir BenchmarkOnePasswordImage0)x | - |
 | one 1Password pass, the image's configuration, 5 mirrored Documents: HTTP requests | $r5 | - | - | at most 11 + 2 per Document: 21 |
 | the same pass, \`egoagent sync\` with a cold helper, until the files are written (median) | $(metric op-ms BenchmarkOnePasswordImage5) ms | directory source, same files: $(metric dir-ms BenchmarkOnePasswordImage5) ms | $(metric x-dir BenchmarkOnePasswordImage5)x | - |
-| near-renewal looks for a shared Codex login on the day of a renewal: 1Password requests | $(metric near-requests-day BenchmarkRenewalBudget) ($(metric near-passes-day BenchmarkRenewalBudget) looks of $(metric check-requests BenchmarkRenewalBudget)) | the default schedule's day: $(metric schedule-requests-day BenchmarkRenewalBudget) | $(metric x-schedule BenchmarkRenewalBudget)x | at most 250 a day, none on the 7 days between renewals |
-| a pass that uploads a renewed auth.json (write-back): requests | $(metric upload-requests BenchmarkRenewalBudget) | a look that finds nothing new: $(metric check-requests BenchmarkRenewalBudget) | - | - |
+| near-renewal looks for a shared Codex login on the day of a renewal: 1Password requests | $(int near-requests-day) ($(int near-passes-day) looks of $(int check-requests)) | the default schedule's day: $(int schedule-requests-day) | $(metric x-schedule BenchmarkRenewalBudget)x | at most 250 a day, none on the 7 days between renewals |
+| a pass that uploads a renewed auth.json (write-back): requests | $(int upload-requests) | a look that finds nothing new: $(int check-requests) | - | - |
 | simulation, a renewal reaching 1Password (median / max over $(sim renewals) renewals) | $(sim upload-median) / $(sim upload-max) | - | - | - |
 | simulation, a renewal reaching every other workspace (median / max) | $(sim everywhere-median) / $(sim everywhere-max) | uses 45 to 60 s apart | - | under 45 s |
 
