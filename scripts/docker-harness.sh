@@ -155,13 +155,12 @@ stop() {
 		wait_gone "$p" 30 || { log "pid $p did not stop within 30s: killing it"; kill -KILL "$p" 2>/dev/null || true; wait_gone "$p" 5 || true; }
 	done
 	# Shims of this containerd outlive it by design; none may outlive the run.
-	for p in /proc/[0-9]*; do
-		if tr '\0' ' ' 2>/dev/null <"$p/cmdline" | grep -qF -- "$dir/x/containerd.sock"; then
-			log "killing a leftover shim ${p#/proc/}"
-			kill -KILL "${p#/proc/}" 2>/dev/null || true
-			shims=1
-		fi
-	done
+	# (The pattern comes through a file, so that grep does not find itself.)
+	while read -r p; do
+		log "killing a leftover shim $p: $(tr '\0' ' ' 2>/dev/null <"/proc/$p/cmdline" | cut -c1-100)"
+		kill -KILL "$p" 2>/dev/null || true
+		shims=1
+	done < <(grep -lF -f <(printf '%s\n' "$dir/x/containerd.sock") /proc/[0-9]*/cmdline 2>/dev/null | cut -d/ -f3)
 	# Mounts below DIR (overlay layers, shm, network namespaces), deepest first.
 	while read -r mnt; do
 		umount -l "$mnt" 2>/dev/null || true
