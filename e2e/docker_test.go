@@ -262,7 +262,8 @@ func (h *harness) inVolume(d dockerRun, tag, volume, path string) (string, error
 
 func TestDockerWorkspace(t *testing.T) {
 	d := dockerFromEnv(t)
-	h := newHarness(t)
+	// A folder of its own in the run's: TestEndToEnd runs in the same one.
+	h := newHarnessIn(t, "k")
 	// Coder listens on the bridge's address, which is this host's: the
 	// containers reach it there, the CLI and the test too.
 	h.listenHost = d.gateway
@@ -485,9 +486,53 @@ func TestDockerWorkspace(t *testing.T) {
 		if kept {
 			t.Errorf("without the moved block the home kept its file: the test cannot tell a kept home from a lost one")
 		}
-		t.Logf("without the moved block: update error %v, build %s; the file written before the update is gone", uerr != nil, lw.LatestBuild.Status)
+		t.Logf("without the moved block: coder update error: %v; build %s (%s); the file written before the update is gone", uerr != nil, lw.LatestBuild.Status, lw.LatestBuild.Job.Error)
+		if b, err := h.api("/api/v2/workspacebuilds/" + lw.LatestBuild.ID + "/logs"); err == nil {
+			var logs []struct {
+				Output string `json:"output"`
+			}
+			_ = json.Unmarshal(b, &logs)
+			for _, l := range logs {
+				if strings.Contains(l.Output, "rror") || strings.Contains(l.Output, "docker_volume") {
+					t.Logf("its build log: %s", h.masked(l.Output))
+				}
+			}
+		}
 		h.deleteNow("loser")
 		h.deleteNow("mover")
+	})
+
+	step(t, "a container that cannot reach Coder fails the build, visibly", func(t *testing.T) {
+		// A firewall between the bridge and Coder, for new connections only
+		// (the running workspace's agent keeps its own).
+		rule := []string{"INPUT", "-i", d.bridge, "-p", "tcp", "--dport", strconv.Itoa(h.coderPort),
+			"-m", "conntrack", "--ctstate", "NEW", "-j", "REJECT", "--reject-with", "tcp-reset"}
+		if _, err := h.run(time.Minute, h.childEnv(), "iptables", append([]string{"-w", "-I"}, rule...)...); err != nil {
+			t.Fatalf("this step needs iptables (scripts/deps.sh): %v", err)
+		}
+		dropped := false
+		unblock := func() {
+			if !dropped {
+				dropped = true
+				_, _ = h.run(time.Minute, h.childEnv(), "iptables", append([]string{"-w", "-D"}, rule...)...)
+			}
+		}
+		t.Cleanup(unblock)
+		const name = "cut"
+		t0 := time.Now()
+		_, err := h.coder(5*time.Minute, "create", name, "--template", tmpl, "--yes")
+		t.Cleanup(h.deleteWorkspace(name))
+		cw := h.workspace(name)
+		t.Logf("create with Coder unreachable from the container: error %v after %s; build %s: %s", err != nil, time.Since(t0).Round(time.Second), cw.LatestBuild.Status, cw.LatestBuild.Job.Error)
+		logs, lerr := h.api("/api/v2/workspacebuilds/" + cw.LatestBuild.ID + "/logs")
+		if lerr != nil {
+			t.Fatal(lerr)
+		}
+		if err == nil || cw.LatestBuild.Status != "failed" || !strings.Contains(string(logs), "Error: container failed to be in healthy state") {
+			t.Errorf("with Coder unreachable the build must fail on the healthcheck; got create error %v, build %s, job error %q; build log:\n%s", err, cw.LatestBuild.Status, cw.LatestBuild.Job.Error, tail(h.masked(string(logs)), 3000))
+		}
+		unblock()
+		h.deleteNow(name)
 	})
 
 	step(t, "delete: the container and the volume are gone, nothing of the run is left in the engine", func(t *testing.T) {

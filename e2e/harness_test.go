@@ -87,6 +87,7 @@ type harness struct {
 	// so that a container runs the template's real init script.
 	listenHost    string
 	agentBinaries bool
+	coderPort     int
 }
 
 func mustEnv(t *testing.T, name, what string) string {
@@ -98,11 +99,20 @@ func mustEnv(t *testing.T, name, what string) string {
 	return v
 }
 
-func newHarness(t *testing.T) *harness {
+func newHarness(t *testing.T) *harness { return newHarnessIn(t, "") }
+
+// newHarnessIn is newHarness with its files in the subfolder sub of the
+// run's folder ("" for the folder itself), so that tests of one run do not
+// share files.
+func newHarnessIn(t *testing.T, sub string) *harness {
+	runDir := filepath.Join(mustEnv(t, "E2E_RUN_DIR", "a fresh folder for this run (mode 0755: PostgreSQL runs as its own user)"), sub)
+	if err := os.MkdirAll(runDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
 	h := &harness{
 		t:           t,
 		runID:       mustEnv(t, "E2E_RUN_ID", "a unique id of this run, put in every started process's environment"),
-		runDir:      mustEnv(t, "E2E_RUN_DIR", "a fresh folder for this run (mode 0755: PostgreSQL runs as its own user)"),
+		runDir:      runDir,
 		repo:        mustEnv(t, "E2E_REPO", "the repository root"),
 		coderBin:    mustEnv(t, "E2E_CODER", "the coder binary (e2e/build-coder.sh)"),
 		egoagentBin: mustEnv(t, "E2E_EGOAGENT", "bin/egoagent (scripts/build.sh)"),
@@ -332,6 +342,7 @@ func (h *harness) startCoder() {
 	}
 	port := freePortOn(t, host)
 	h.ports = append(h.ports, port)
+	h.coderPort = port
 	h.url = fmt.Sprintf("http://%s:%d", host, port)
 	if h.agentBinaries {
 		// A server built without the web UI serves agent binaries from

@@ -6,7 +6,8 @@
 #      modules: tofu init (from the local provider mirror), validate, test;
 #   3. broken copies (the token moved into the agent's env, into the start
 #      script, into a parameter; the variable no longer sensitive; the image
-#      unpinned; ENVBUILDER_WORKDIR for ENVBUILDER_WORKSPACE_FOLDER) must each
+#      unpinned; ENVBUILDER_WORKDIR for ENVBUILDER_WORKSPACE_FOLDER; the shell
+#      template without its stop grace, restart policy or healthcheck wait) must each
 #      make `tofu test` fail, with the message of the check that catches it;
 #   4. the home volume survives a template update: a plan against a state
 #      holding it at its address before the shared module moves it and
@@ -170,6 +171,15 @@ break_unpinned() {
 	# shellcheck disable=SC2016 # HCL interpolation, not shell
 	mutate "$1/main.tf" 's|egoengine:${var.image_tag}|egoengine:latest|'
 }
+break_no_grace() {
+	mutate "$1/main.tf" '/^  destroy_grace_seconds *=/d'
+}
+break_no_restart() {
+	mutate "$1/main.tf" '/^  restart *= *"unless-stopped"/d'
+}
+break_no_wait() {
+	mutate "$1/main.tf" 's/^  wait *= *true/  wait         = false/'
+}
 break_workdir() {
 	mutate "$1/main.tf" 's|ENVBUILDER_WORKSPACE_FOLDER *=|ENVBUILDER_WORKDIR =|'
 }
@@ -183,6 +193,9 @@ step_regressions() {
 	done
 	broken script_text egoengine-shell "The token leaked into what Coder shows viewers"
 	broken unpinned egoengine-shell "The container must run the egoengine image at the tag given in image_tag."
+	broken no_grace egoengine-shell "destroy_grace_seconds must leave the agent time to run its stop scripts"
+	broken no_restart egoengine-shell "The container must come back after an engine restart"
+	broken no_wait egoengine-shell "The build must wait for a healthcheck that reaches Coder's /healthz"
 	broken parameter egoengine-envbuilder "The token must not appear in any coder_parameter."
 	broken unpinned egoengine-envbuilder "fallback_image must default to the egoengine image at image_tag."
 	broken workdir egoengine-envbuilder "lacks part of its configuration"

@@ -216,11 +216,11 @@ run "stop_gives_the_agent_and_egoagent_time" {
     error_message = "A stop script must end egoagent's daemon with SIGTERM when the agent stops."
   }
   assert {
-    condition     = docker_container.workspace[0].destroy_grace_seconds > module.agent.visible_to_viewers.scripts.egoagent_stop.timeout + 5
+    condition     = coalesce(docker_container.workspace[0].destroy_grace_seconds, 0) > module.agent.visible_to_viewers.scripts.egoagent_stop.timeout + 5
     error_message = "destroy_grace_seconds must leave the agent time to run its stop scripts: without it the provider SIGKILLs the container at once."
   }
   assert {
-    condition     = docker_container.workspace[0].stop_signal == "SIGTERM" && docker_container.workspace[0].stop_timeout >= docker_container.workspace[0].destroy_grace_seconds
+    condition     = docker_container.workspace[0].stop_signal == "SIGTERM" && coalesce(docker_container.workspace[0].stop_timeout, 0) >= coalesce(docker_container.workspace[0].destroy_grace_seconds, 0)
     error_message = "A stop by the engine itself must give the same grace (stop_signal SIGTERM, stop_timeout)."
   }
 }
