@@ -36,6 +36,7 @@ type dockerRun struct {
 	gateway string // the bridge's address on this host
 	bridge  string // the bridge's name
 	base    string // the stand-in image scripts/standin-image.sh built
+	dir     string // the harness's folder (docker-harness.sh restart DIR)
 }
 
 func dockerFromEnv(t *testing.T) dockerRun {
@@ -45,6 +46,7 @@ func dockerFromEnv(t *testing.T) dockerRun {
 		gateway: mustEnv(t, "E2E_DOCKER_GATEWAY", "the address of the run's bridge on this host"),
 		bridge:  mustEnv(t, "E2E_DOCKER_BRIDGE", "the name of the run's bridge"),
 		base:    mustEnv(t, "E2E_DOCKER_IMAGE", "the stand-in image (scripts/standin-image.sh build)"),
+		dir:     mustEnv(t, "E2E_DOCKER_DIR", "the folder of the run's engine (scripts/docker-harness.sh)"),
 	}
 }
 
@@ -237,6 +239,16 @@ func (h *harness) containerOf(d dockerRun, wsID string) string {
 }
 
 func homeVolumeOf(wsID string) string { return "coder-" + wsID + "-home" }
+
+// volumeCreated is when the workspace's home volume was made ("" if there
+// is none): a volume made anew under the same name has another time.
+func (h *harness) volumeCreated(d dockerRun, wsID string) string {
+	out, err := h.docker(d, "", time.Minute, "volume", "inspect", "-f", "{{.CreatedAt}}", homeVolumeOf(wsID))
+	if err != nil {
+		return ""
+	}
+	return strings.TrimSpace(out)
+}
 
 // inWorkspace runs a shell command in the container as the workspace user.
 func (h *harness) inWorkspace(d dockerRun, c, script string) (string, error) {
@@ -449,6 +461,60 @@ func TestDockerWorkspace(t *testing.T) {
 		h.checkDockerToken(t, d, ws, c)
 	})
 
+	step(t, "an engine restart brings the running workspace back (restart unless-stopped), its daemon stopped cleanly", func(t *testing.T) {
+		const logPath = "~/.local/state/egoagent/egoagent.log"
+		stops := func() int {
+			out, err := h.inWorkspace(d, c, "cat "+logPath)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return strings.Count(out, `"stopping"`)
+		}
+		before := stops()
+		started := strings.TrimSpace(h.mustDocker(d, "inspect", "-f", "{{.State.StartedAt}}", c))
+		t0 := time.Now()
+		if _, err := h.run(3*time.Minute, h.childEnv(), filepath.Join(h.repo, "scripts", "docker-harness.sh"), "restart", d.dir); err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("engine stopped and started again in %s", time.Since(t0).Round(time.Millisecond))
+		// The same container, started again by the engine.
+		deadline := time.Now().Add(2 * time.Minute)
+		for {
+			st, _ := h.docker(d, "", time.Minute, "inspect", "-f", "{{.State.Running}} {{.State.StartedAt}}", c)
+			if f := strings.Fields(st); len(f) == 2 && f[0] == "true" && f[1] != started {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("the container did not come back after the engine restart: %q (started %s before)", st, started)
+			}
+			time.Sleep(time.Second)
+		}
+		// The agent reconnects (coder ssh goes through it) and its start
+		// script starts egoagent again: one daemon.
+		deadline = time.Now().Add(3 * time.Minute)
+		for {
+			out, err := h.coder(time.Minute, "ssh", ws, "--", "egoagent", "status", "--json")
+			var st struct {
+				Daemon struct {
+					Running bool `json:"running"`
+				} `json:"daemon"`
+			}
+			if err == nil && json.Unmarshal([]byte(out), &st) == nil && st.Daemon.Running && len(h.egoagentDaemons(d, c)) == 1 {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("after the engine restart the workspace is not back: %v: %s; daemons %q", err, tail(out, 500), h.egoagentDaemons(d, c))
+			}
+			time.Sleep(2 * time.Second)
+		}
+		w, ag = h.waitReady(ws, 3*time.Minute)
+		t.Logf("workspace back %s after the engine restart began", time.Since(t0).Round(time.Millisecond))
+		if after := stops(); after != before+1 {
+			t.Errorf("egoagent's log shows %d clean stops after the engine stopped the container, want %d", after, before+1)
+		}
+		h.checkContainerSecret(t, d, c, secretPath, secretV2)
+	})
+
 	step(t, "a template update that moves the home volume keeps it; without the moved block it is lost", func(t *testing.T) {
 		const moves = "egoengine-shell-moves"
 		old := h.stageShell("old", h.oldLayout)
@@ -463,6 +529,10 @@ func TestDockerWorkspace(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
+		created := map[string]string{}
+		for _, name := range []string{"mover", "loser"} {
+			created[name] = h.volumeCreated(d, h.workspace(name).ID)
+		}
 		// Version 2: the real template, the volume in module.home, moved.
 		h.pushShell(d, moves, h.stageShell("new", nil), tag)
 		if _, err := h.coder(5*time.Minute, "update", "mover"); err != nil {
@@ -472,32 +542,52 @@ func TestDockerWorkspace(t *testing.T) {
 		if out, err := h.inWorkspace(d, h.containerOf(d, mw.ID), "cat ~/.e2e-before-update"); err != nil || strings.TrimSpace(out) != "mover" {
 			t.Errorf("after the update with the moved block the home lost its file: %q, %v", out, err)
 		}
-		// Version 3: the same without its moved block.
+		if got := h.volumeCreated(d, mw.ID); got != created["mover"] {
+			t.Errorf("after the update with the moved block the home volume was made anew (%s, was %s)", got, created["mover"])
+		}
+		// Version 3: the same without its moved block. OpenTofu plans to
+		// destroy docker_volume.home and create module.home's: both name
+		// the same Docker volume.
 		h.pushShell(d, moves, h.stageShell("nomoved", withoutMoved), tag)
 		_, uerr := h.coder(5*time.Minute, "update", "loser")
 		lw := h.workspace("loser")
-		kept := false
-		if uerr == nil && lw.LatestBuild.Status == "running" {
-			if lc := h.containerOf(d, lw.ID); lc != "" {
-				out, _ := h.inWorkspace(d, lc, "cat ~/.e2e-before-update 2>/dev/null || true")
-				kept = strings.TrimSpace(out) == "loser"
-			}
-		}
-		if kept {
-			t.Errorf("without the moved block the home kept its file: the test cannot tell a kept home from a lost one")
-		}
-		t.Logf("without the moved block: coder update error: %v; build %s (%s); the file written before the update is gone", uerr != nil, lw.LatestBuild.Status, lw.LatestBuild.Job.Error)
+		t.Logf("update without the moved block: coder update failed: %v; build %s (%s)", uerr != nil, lw.LatestBuild.Status, lw.LatestBuild.Job.Error)
 		if b, err := h.api("/api/v2/workspacebuilds/" + lw.LatestBuild.ID + "/logs"); err == nil {
 			var logs []struct {
 				Output string `json:"output"`
 			}
 			_ = json.Unmarshal(b, &logs)
 			for _, l := range logs {
-				if strings.Contains(l.Output, "rror") || strings.Contains(l.Output, "docker_volume") {
-					t.Logf("its build log: %s", h.masked(l.Output))
+				if strings.Contains(l.Output, "Error") || strings.Contains(l.Output, "docker_volume.home: Destr") {
+					t.Logf("  its build log: %s", h.masked(l.Output))
 				}
 			}
 		}
+		// The next builds finish what the plan began: the stop destroys
+		// the volume the old address still names, the start makes an
+		// empty one.
+		if _, err := h.coder(5*time.Minute, "stop", "loser", "--yes"); err != nil {
+			t.Logf("coder stop after the update: %v", err)
+		}
+		if _, err := h.coder(5*time.Minute, "start", "loser", "--yes"); err != nil {
+			t.Logf("coder start after the update: %v", err)
+		}
+		lw = h.workspace("loser")
+		t.Logf("then stop and start: build %s %s (%s)", lw.LatestBuild.Transition, lw.LatestBuild.Status, lw.LatestBuild.Job.Error)
+		kept := false
+		if lc := h.containerOf(d, lw.ID); lc != "" {
+			out, _ := h.inWorkspace(d, lc, "cat ~/.e2e-before-update 2>/dev/null || true")
+			kept = strings.TrimSpace(out) == "loser"
+		} else if out, err := h.inVolume(d, tag, homeVolumeOf(lw.ID), ".e2e-before-update"); err == nil && strings.TrimSpace(out) == "loser" {
+			kept = true
+		}
+		if kept {
+			t.Errorf("without the moved block the home kept its file: the test cannot tell a kept home from a lost one")
+		}
+		if got := h.volumeCreated(d, lw.ID); got == created["loser"] {
+			t.Errorf("without the moved block the home volume is still the one made at %s", got)
+		}
+		t.Logf("without the moved block the home is lost: the file is gone, the volume was made anew")
 		h.deleteNow("loser")
 		h.deleteNow("mover")
 	})

@@ -8,6 +8,8 @@
 #   scripts/docker-harness.sh stop DIR     remove every container, stop both,
 #                                          unmount, remove the bridge, the
 #                                          firewall rules and DIR
+#   scripts/docker-harness.sh restart DIR  stop dockerd (containers get their
+#                                          stop grace) and start it again
 #   scripts/docker-harness.sh run CMD...   start in a fresh folder, run CMD
 #                                          with DOCKER_HOST set, stop, also
 #                                          on failure or interrupt
@@ -68,6 +70,44 @@ firewall() { # -I or -D, BRIDGE
 	iptables -w "$1" FORWARD -o "$2" ! -i "$2" -j DROP 2>/dev/null || [[ $1 == -D ]] || die "iptables $1 FORWARD failed"
 }
 
+# start_dockerd DIR BRIDGE GATEWAY: dockerd on the containerd of DIR, with
+# the settings described at the top; returns once it answers.
+start_dockerd() {
+	local dir=$1 br=$2 gw=$3 i
+	env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin setsid dockerd \
+		--config-file "$dir/daemon.json" \
+		--containerd "$dir/x/containerd.sock" --containerd-namespace egoengine-e2e \
+		--data-root "$dir/data/docker" --exec-root "$dir/x/docker" \
+		--pidfile "$dir/dockerd.pid" --host "unix://$dir/docker.sock" \
+		--bridge "$br" --iptables=false --ip-forward=false --ip-masq=false --ipv6=false \
+		--userland-proxy=false --dns "$gw" --storage-driver overlay2 --log-level warn \
+		</dev/null >>"$dir/dockerd.log" 2>&1 &
+	echo $! >"$dir/dockerd.spid"
+	for ((i = 0; i < 600; i++)); do
+		if [[ -S $dir/docker.sock ]] && docker -H "unix://$dir/docker.sock" version >/dev/null 2>&1; then
+			break
+		fi
+		kill -0 "$(cat "$dir/dockerd.spid")" 2>/dev/null || die "dockerd exited: $(tail -n 5 "$dir/dockerd.log")"
+		sleep 0.1
+	done
+	docker -H "unix://$dir/docker.sock" version >/dev/null 2>&1 || die "dockerd did not answer within 60s: $(tail -n 5 "$dir/dockerd.log")"
+}
+
+# restart DIR: stops dockerd as a reboot or an upgrade would (SIGTERM: it
+# stops the containers with their own grace) and starts it again; containers
+# with a restart policy come back.
+restart() {
+	local dir=$1 p br gw
+	[[ -f $dir/state && -f $dir/dockerd.spid ]] || die "$dir holds no engine of this harness"
+	br=$(sed -n 's/^BRIDGE=//p' "$dir/state")
+	gw=$(sed -n 's/^GATEWAY=//p' "$dir/state")
+	p=$(cat "$dir/dockerd.spid")
+	kill -TERM "$p" 2>/dev/null || true
+	wait_gone "$p" 90 || die "dockerd did not stop within 90s"
+	start_dockerd "$dir" "$br" "$gw"
+	log "engine restarted: unix://$dir/docker.sock"
+}
+
 start() {
 	local dir=$1 id br net gw i t0
 	need
@@ -114,23 +154,7 @@ EOF
 	done
 	[[ -S $dir/x/containerd.sock ]] || die "containerd did not open its socket within 30s"
 
-	env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin setsid dockerd \
-		--config-file "$dir/daemon.json" \
-		--containerd "$dir/x/containerd.sock" --containerd-namespace egoengine-e2e \
-		--data-root "$dir/data/docker" --exec-root "$dir/x/docker" \
-		--pidfile "$dir/dockerd.pid" --host "unix://$dir/docker.sock" \
-		--bridge "$br" --iptables=false --ip-forward=false --ip-masq=false --ipv6=false \
-		--userland-proxy=false --dns "$gw" --storage-driver overlay2 --log-level warn \
-		</dev/null >"$dir/dockerd.log" 2>&1 &
-	echo $! >"$dir/dockerd.spid"
-	for ((i = 0; i < 600; i++)); do
-		if [[ -S $dir/docker.sock ]] && docker -H "unix://$dir/docker.sock" version >/dev/null 2>&1; then
-			break
-		fi
-		kill -0 "$(cat "$dir/dockerd.spid")" 2>/dev/null || die "dockerd exited: $(tail -n 5 "$dir/dockerd.log")"
-		sleep 0.1
-	done
-	docker -H "unix://$dir/docker.sock" version >/dev/null 2>&1 || die "dockerd did not answer within 60s: $(tail -n 5 "$dir/dockerd.log")"
+	start_dockerd "$dir" "$br" "$gw"
 	log "engine up in $((($(date +%s%N) - t0) / 1000000)) ms: unix://$dir/docker.sock, bridge $br $gw/24, firewall $(sed -n 's/^FIREWALL=//p' "$dir/state")"
 	printf 'DOCKER_HOST=unix://%s/docker.sock\nDOCKER_CONFIG=%s/cli\nEE_DOCKER_BRIDGE=%s\nEE_DOCKER_GATEWAY=%s\n' "$dir" "$dir" "$br" "$gw" | tee "$dir/env"
 }
@@ -193,7 +217,8 @@ run() {
 
 case ${1:-} in
 start) (($# == 2)) || die "usage: start DIR"; start "$2" ;;
+restart) (($# == 2)) || die "usage: restart DIR"; restart "$2" ;;
 stop) (($# == 2)) || die "usage: stop DIR"; stop "$2" ;;
 run) shift; run "$@" ;;
-*) die "usage: scripts/docker-harness.sh start DIR | stop DIR | run CMD..." ;;
+*) die "usage: scripts/docker-harness.sh start DIR | restart DIR | stop DIR | run CMD..." ;;
 esac

@@ -222,7 +222,7 @@ main() {
 		image=$(DOCKER_HOST=$DOCKER_HOST DOCKER_CONFIG=$DOCKER_CONFIG "$root/scripts/standin-image.sh" build "standin-${run_id:0:8}" \
 			--egoagent "$egoagent" --egoagent-op "$ophelper")
 		log "image:    $image built in $(($(date +%s) - t3))s"
-		docker_env=(E2E_DOCKER_HOST="$DOCKER_HOST" E2E_DOCKER_CONFIG="$DOCKER_CONFIG" E2E_DOCKER_BRIDGE="$EE_DOCKER_BRIDGE"
+		docker_env=(E2E_DOCKER_DIR="$docker_dir" E2E_DOCKER_HOST="$DOCKER_HOST" E2E_DOCKER_CONFIG="$DOCKER_CONFIG" E2E_DOCKER_BRIDGE="$EE_DOCKER_BRIDGE"
 			E2E_DOCKER_GATEWAY="$EE_DOCKER_GATEWAY" E2E_DOCKER_IMAGE="$image")
 	fi
 
