@@ -473,7 +473,7 @@ func TestDockerWorkspace(t *testing.T) {
 		before := stops()
 		started := strings.TrimSpace(h.mustDocker(d, "inspect", "-f", "{{.State.StartedAt}}", c))
 		t0 := time.Now()
-		if _, err := h.run(3*time.Minute, h.childEnv(), filepath.Join(h.repo, "scripts", "docker-harness.sh"), "restart", d.dir); err != nil {
+		if _, err := h.runAsRoot(3*time.Minute, filepath.Join(h.repo, "scripts", "docker-harness.sh"), "restart", d.dir); err != nil {
 			t.Fatal(err)
 		}
 		t.Logf("engine stopped and started again in %s", time.Since(t0).Round(time.Millisecond))
@@ -597,14 +597,14 @@ func TestDockerWorkspace(t *testing.T) {
 		// (the running workspace's agent keeps its own).
 		rule := []string{"INPUT", "-i", d.bridge, "-p", "tcp", "--dport", strconv.Itoa(h.coderPort),
 			"-m", "conntrack", "--ctstate", "NEW", "-j", "REJECT", "--reject-with", "tcp-reset"}
-		if _, err := h.run(time.Minute, h.childEnv(), "iptables", append([]string{"-w", "-I"}, rule...)...); err != nil {
+		if _, err := h.runAsRoot(time.Minute, append([]string{"iptables", "-w", "-I"}, rule...)...); err != nil {
 			t.Fatalf("this step needs iptables (scripts/deps.sh): %v", err)
 		}
 		dropped := false
 		unblock := func() {
 			if !dropped {
 				dropped = true
-				_, _ = h.run(time.Minute, h.childEnv(), "iptables", append([]string{"-w", "-D"}, rule...)...)
+				_, _ = h.runAsRoot(time.Minute, append([]string{"iptables", "-w", "-D"}, rule...)...)
 			}
 		}
 		t.Cleanup(unblock)
@@ -676,14 +676,20 @@ func (h *harness) checkDockerToken(t *testing.T, d dockerRun, ws, c string) {
 	if n != 1 {
 		t.Errorf("the container's environment holds OP_SERVICE_ACCOUNT_TOKEN with the server's token %d times, want once", n)
 	}
-	daemons := h.egoagentDaemons(d, c)
-	if len(daemons) == 1 {
-		pid := strings.Fields(daemons[0])[0]
-		// The host sees the container's processes: read the daemon's
-		// environment through /proc without printing it.
-		if got := envOf(t, atoi(t, pid), "OP_SERVICE_ACCOUNT_TOKEN"); got != h.token {
-			t.Errorf("egoagent's daemon (pid %s) has an OP_SERVICE_ACCOUNT_TOKEN of %d characters, want the server's token", pid, len(got))
+	// The daemon's environment, read in the container as its user (the
+	// pid daemon.json names, as the container sees it); never printed.
+	environ, err := h.inWorkspace(d, c, `cat "/proc/$(sed -n 's/.*"pid"[[:space:]]*:[[:space:]]*\([0-9][0-9]*\).*/\1/p' ~/.local/state/egoagent/daemon.json | head -n 1)/environ"`)
+	if err != nil {
+		t.Fatal(h.masked(err.Error()))
+	}
+	got := ""
+	for _, kv := range splitNUL([]byte(environ)) {
+		if v, ok := strings.CutPrefix(kv, "OP_SERVICE_ACCOUNT_TOKEN="); ok {
+			got = v
 		}
+	}
+	if got != h.token {
+		t.Errorf("egoagent's daemon has an OP_SERVICE_ACCOUNT_TOKEN of %d characters, want the server's token", len(got))
 	}
 
 	// No file in the container holds it; the search is shown to find it.
@@ -766,11 +772,11 @@ func (h *harness) checkDockerToken(t *testing.T, d dockerRun, ws, c string) {
 	}
 }
 
-func atoi(t *testing.T, s string) int {
-	t.Helper()
-	n, err := strconv.Atoi(s)
-	if err != nil {
-		t.Fatal(err)
+// runAsRoot runs a command as root: as it is when this is root, else
+// through sudo -n (CI runners), as scripts/e2e.sh does.
+func (h *harness) runAsRoot(timeout time.Duration, args ...string) (string, error) {
+	if os.Geteuid() != 0 {
+		args = append([]string{"sudo", "-n"}, args...)
 	}
-	return n
+	return h.run(timeout, h.childEnv(), args[0], args[1:]...)
 }

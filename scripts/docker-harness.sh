@@ -25,7 +25,9 @@
 # or leaving the bridge from or to another interface. Containers reach this
 # host on the bridge address, and each other.
 #
-# Needs root, and Debian's docker.io and iptables (scripts/deps.sh).
+# Needs root (scripts/e2e.sh runs it through sudo -n when it is not root,
+# with EE_DOCKER_GROUP=<its gid> for the socket), and Debian's docker.io and
+# iptables (scripts/deps.sh).
 set -euo pipefail
 
 log() { printf 'docker-harness: %s\n' "$*" >&2; }
@@ -81,6 +83,7 @@ start_dockerd() {
 		--pidfile "$dir/dockerd.pid" --host "unix://$dir/docker.sock" \
 		--bridge "$br" --iptables=false --ip-forward=false --ip-masq=false --ipv6=false \
 		--userland-proxy=false --dns "$gw" --storage-driver overlay2 --log-level warn \
+		--group "$(cat "$dir/socket-group")" \
 		</dev/null >>"$dir/dockerd.log" 2>&1 &
 	echo $! >"$dir/dockerd.spid"
 	for ((i = 0; i < 600; i++)); do
@@ -143,6 +146,10 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
   address = ""
 EOF
 	echo '{}' >"$dir/daemon.json"
+	# The socket's group: root's, or the caller's when it ran this through
+	# sudo (EE_DOCKER_GROUP, a gid), so that the tests and Coder reach the
+	# engine without root.
+	printf '%s\n' "${EE_DOCKER_GROUP:-0}" >"$dir/socket-group"
 	# A clean environment: nothing of the caller's (proxies, a run marker)
 	# reaches the engine or, through it, the containers.
 	env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin setsid containerd -c "$dir/containerd.toml" </dev/null >"$dir/containerd.log" 2>&1 &

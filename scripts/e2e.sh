@@ -120,6 +120,7 @@ run_id=""
 run_dir=""
 test_pid=""
 docker_dir=""
+as_root=()
 # finish: the last word, whatever happened (a failure, Ctrl-C, a kill of the
 # test): nothing of the run may survive it.
 finish() {
@@ -149,7 +150,7 @@ finish() {
 	fi
 	# The engine, its containers, volumes, images, bridge and firewall rules.
 	if [[ -n $docker_dir && -d $docker_dir ]]; then
-		"$root/scripts/docker-harness.sh" stop "$docker_dir" || { log "the Docker harness left processes behind (now killed)"; ((rc != 0)) || rc=1; }
+		"${as_root[@]}" "$root/scripts/docker-harness.sh" stop "$docker_dir" || { log "the Docker harness left processes behind (now killed)"; ((rc != 0)) || rc=1; }
 	fi
 	if [[ -n $run_dir && -d $run_dir ]]; then
 		if [[ ${E2E_KEEP:-} == 1 ]]; then
@@ -212,13 +213,19 @@ main() {
 		local t3 image henv DOCKER_HOST DOCKER_CONFIG EE_DOCKER_BRIDGE EE_DOCKER_GATEWAY
 		t3=$(date +%s)
 		docker_dir=$run_dir/d
-		henv=$("$root/scripts/docker-harness.sh" start "$docker_dir") || die "the Docker harness did not start (scripts/docker-harness.sh)"
+		# The engine needs root: through sudo -n when this is not root (CI
+		# runners), the socket then given to this user's group.
+		as_root=()
+		((EUID == 0)) || as_root=(sudo -n env "EE_DOCKER_GROUP=$(id -g)" "EGOENGINE_CACHE=$cache")
+		henv=$("${as_root[@]}" "$root/scripts/docker-harness.sh" start "$docker_dir") || die "the Docker harness did not start (scripts/docker-harness.sh; as root or with passwordless sudo)"
 		DOCKER_HOST=$(sed -n 's/^DOCKER_HOST=//p' <<<"$henv")
 		DOCKER_CONFIG=$(sed -n 's/^DOCKER_CONFIG=//p' <<<"$henv")
 		EE_DOCKER_BRIDGE=$(sed -n 's/^EE_DOCKER_BRIDGE=//p' <<<"$henv")
 		EE_DOCKER_GATEWAY=$(sed -n 's/^EE_DOCKER_GATEWAY=//p' <<<"$henv")
 		log "docker:   engine up in $(($(date +%s) - t3))s ($DOCKER_HOST, bridge $EE_DOCKER_BRIDGE $EE_DOCKER_GATEWAY)"
 		t3=$(date +%s)
+		# debootstrap chroots: the root filesystem is made as root (once).
+		"${as_root[@]}" "$root/scripts/standin-image.sh" rootfs >/dev/null || die "no stand-in root filesystem (scripts/standin-image.sh rootfs)"
 		image=$(DOCKER_HOST=$DOCKER_HOST DOCKER_CONFIG=$DOCKER_CONFIG "$root/scripts/standin-image.sh" build "standin-${run_id:0:8}" \
 			--egoagent "$egoagent" --egoagent-op "$ophelper")
 		log "image:    $image built in $(($(date +%s) - t3))s"
