@@ -4,7 +4,10 @@
 // and metadata from coder-templates/modules/egoengine-agent, and egoagent
 // with its 1Password source, whose helper signs in with the real SDK to the
 // local 1Password service of internal/source/onepassword/opservice, run by
-// the test on loopback.
+// the test on loopback. TestDockerWorkspace runs the real
+// coder-templates/egoengine-shell on a Docker Engine of the run's own
+// (scripts/docker-harness.sh) with the stand-in image of
+// scripts/standin-image.sh.
 //
 // It is a module of its own so that its needs stay out of egoagent's
 // go.mod; it requires the repository's module (replaced by ../) for that

@@ -697,9 +697,13 @@ func (h *harness) checkNothingLeft() {
 	if left := h.killRun(); len(left) > 0 {
 		t.Errorf("processes of this run were still there after teardown (now killed): %s", describe(left))
 	}
+	host := h.listenHost
+	if host == "" {
+		host = "127.0.0.1"
+	}
 	for _, p := range h.ports {
-		if portOpen(p) {
-			t.Errorf("127.0.0.1:%d still accepts connections after teardown", p)
+		if portOpen(p) || (host != "127.0.0.1" && portOpenOn(host, p)) {
+			t.Errorf("port %d still accepts connections after teardown", p)
 		}
 	}
 	if t.Failed() {

@@ -79,6 +79,15 @@ type harness struct {
 	serverLog string
 	serverEnd chan struct{}
 	ports     []int
+
+	// listenHost is where Coder listens and the address in its access URL:
+	// 127.0.0.1, or for the Docker test its bridge's address on this host,
+	// which the containers reach. agentBinaries makes the server serve its
+	// own binary as the agent download (<cache>/site/bin/coder-linux-amd64),
+	// so that a container runs the template's real init script.
+	listenHost    string
+	agentBinaries bool
+	coderPort     int
 }
 
 func mustEnv(t *testing.T, name, what string) string {
@@ -90,11 +99,20 @@ func mustEnv(t *testing.T, name, what string) string {
 	return v
 }
 
-func newHarness(t *testing.T) *harness {
+func newHarness(t *testing.T) *harness { return newHarnessIn(t, "") }
+
+// newHarnessIn is newHarness with its files in the subfolder sub of the
+// run's folder ("" for the folder itself), so that tests of one run do not
+// share files.
+func newHarnessIn(t *testing.T, sub string) *harness {
+	runDir := filepath.Join(mustEnv(t, "E2E_RUN_DIR", "a fresh folder for this run (mode 0755: PostgreSQL runs as its own user)"), sub)
+	if err := os.MkdirAll(runDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
 	h := &harness{
 		t:           t,
 		runID:       mustEnv(t, "E2E_RUN_ID", "a unique id of this run, put in every started process's environment"),
-		runDir:      mustEnv(t, "E2E_RUN_DIR", "a fresh folder for this run (mode 0755: PostgreSQL runs as its own user)"),
+		runDir:      runDir,
 		repo:        mustEnv(t, "E2E_REPO", "the repository root"),
 		coderBin:    mustEnv(t, "E2E_CODER", "the coder binary (e2e/build-coder.sh)"),
 		egoagentBin: mustEnv(t, "E2E_EGOAGENT", "bin/egoagent (scripts/build.sh)"),
@@ -124,8 +142,12 @@ func randomHex(t *testing.T, n int) string {
 }
 
 // freePort asks the kernel for an unused loopback port.
-func freePort(t *testing.T) int {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+func freePort(t *testing.T) int { return freePortOn(t, "127.0.0.1") }
+
+// freePortOn asks the kernel for an unused port on one of this host's
+// addresses.
+func freePortOn(t *testing.T, host string) int {
+	l, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -314,9 +336,27 @@ func readTail(path string) string {
 
 func (h *harness) startCoder() {
 	t := h.t
-	port := freePort(t)
+	host := h.listenHost
+	if host == "" {
+		host = "127.0.0.1"
+	}
+	port := freePortOn(t, host)
 	h.ports = append(h.ports, port)
-	h.url = fmt.Sprintf("http://127.0.0.1:%d", port)
+	h.coderPort = port
+	h.url = fmt.Sprintf("http://%s:%d", host, port)
+	if h.agentBinaries {
+		// A server built without the web UI serves agent binaries from
+		// its cache folder's site/bin (docs/e2e.md).
+		bin := filepath.Join(h.runDir, "cache", "site", "bin", "coder-linux-amd64")
+		if err := os.MkdirAll(filepath.Dir(bin), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Link(h.coderBin, bin); err != nil {
+			if err := copyFile(h.coderBin, bin, 0o755); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
 	h.serverLog = filepath.Join(h.runDir, "logs", "coder-server.log")
 	logf, err := os.Create(h.serverLog)
 	if err != nil {
@@ -327,7 +367,7 @@ func (h *harness) startCoder() {
 		"PATH="+filepath.Join(h.runDir, "bin")+string(os.PathListSeparator)+os.Getenv("PATH"),
 		"TF_CLI_CONFIG_FILE="+h.tofuConfig,
 		"CODER_PG_CONNECTION_URL="+h.pgURL,
-		"CODER_HTTP_ADDRESS="+fmt.Sprintf("127.0.0.1:%d", port),
+		"CODER_HTTP_ADDRESS="+fmt.Sprintf("%s:%d", host, port),
 		"CODER_ACCESS_URL="+h.url,
 		"CODER_CACHE_DIRECTORY="+filepath.Join(h.runDir, "cache"),
 		"CODER_CONFIG_DIR="+filepath.Join(h.runDir, "server-config"),
@@ -729,8 +769,10 @@ func (h *harness) killRun() []process {
 }
 
 // portOpen says whether something accepts connections on a loopback port.
-func portOpen(port int) bool {
-	c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", port), time.Second)
+func portOpen(port int) bool { return portOpenOn("127.0.0.1", port) }
+
+func portOpenOn(host string, port int) bool {
+	c, err := net.DialTimeout("tcp", net.JoinHostPort(host, strconv.Itoa(port)), time.Second)
 	if err != nil {
 		return false
 	}
@@ -739,6 +781,14 @@ func portOpen(port int) bool {
 }
 
 // ---- files ----
+
+func copyFile(src, dst string, mode os.FileMode) error {
+	b, err := os.ReadFile(src)
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(dst, b, mode)
+}
 
 func copyTree(src, dst string) error {
 	return filepath.Walk(src, func(p string, fi os.FileInfo, err error) error {

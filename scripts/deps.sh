@@ -12,6 +12,7 @@ packages=(
 	shellcheck util-linux jq        # test-templates: shellcheck; setpriv for the init-wrapper test; jq for the update plan
 	shellcheck                      # test-compose: lints scripts/compose.sh (Caddy comes from the Go module proxy)
 	postgresql util-linux           # e2e: Coder's database; runuser, setsid for the workspace stand-in
+	docker.io iptables iproute2 debootstrap  # e2e: the Docker test's own engine, its firewall rules and bridge; the stand-in image
 )
 
 missing=()

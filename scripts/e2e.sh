@@ -16,14 +16,21 @@
 #                           workspace's egoagent runs against the test's
 #                           local 1Password service on loopback
 # then runs the Go test in e2e/ (a module of its own) against a PostgreSQL
-# cluster and a Coder server of its own on free loopback ports.
+# cluster and a Coder server of its own on free loopback ports. For the
+# Docker test it also starts a Docker Engine of the run's own
+# (scripts/docker-harness.sh: own containerd, dockerd, bridge; nothing
+# forwarded off the machine) and builds the stand-in workspace image in it
+# (scripts/standin-image.sh, the Debian root filesystem cached once); the
+# engine and all it holds go at the end, whatever happened.
 #
 # Every process the run starts carries EGOENGINE_E2E_RUN=<run id> in its
 # environment; on exit, whatever happened, any such process is killed and
 # the run fails if one was found.
 #
 # E2E_KEEP=1 keeps the run's folder; E2E_EGOAGENT=PATH tests that egoagent
-# binary instead of building bin/egoagent (the helper is still built here).
+# binary instead of building bin/egoagent (the helper is still built here);
+# E2E_RUN=REGEXP runs only the matching tests (go test -run), and a run
+# without TestDockerWorkspace starts no engine.
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -112,6 +119,8 @@ end_pids() {
 run_id=""
 run_dir=""
 test_pid=""
+docker_dir=""
+as_root=()
 # finish: the last word, whatever happened (a failure, Ctrl-C, a kill of the
 # test): nothing of the run may survive it.
 finish() {
@@ -138,6 +147,10 @@ finish() {
 			fi
 			((rc != 0)) || rc=1
 		fi
+	fi
+	# The engine, its containers, volumes, images, bridge and firewall rules.
+	if [[ -n $docker_dir && -d $docker_dir ]]; then
+		"${as_root[@]}" "$root/scripts/docker-harness.sh" stop "$docker_dir" || { log "the Docker harness left processes behind (now killed)"; ((rc != 0)) || rc=1; }
 	fi
 	if [[ -n $run_dir && -d $run_dir ]]; then
 		if [[ ${E2E_KEEP:-} == 1 ]]; then
@@ -195,15 +208,40 @@ main() {
 	# pass through.
 	chmod 755 "$run_dir"
 
+	local docker_env=() filter=${E2E_RUN:-.}
+	if [[ TestDockerWorkspace =~ $filter ]]; then
+		local t3 image henv DOCKER_HOST DOCKER_CONFIG EE_DOCKER_BRIDGE EE_DOCKER_GATEWAY
+		t3=$(date +%s)
+		docker_dir=$run_dir/d
+		# The engine needs root: through sudo -n when this is not root (CI
+		# runners), the socket then given to this user's group.
+		as_root=()
+		((EUID == 0)) || as_root=(sudo -n env "EE_DOCKER_GROUP=$(id -g)" "EGOENGINE_CACHE=$cache")
+		henv=$("${as_root[@]}" "$root/scripts/docker-harness.sh" start "$docker_dir") || die "the Docker harness did not start (scripts/docker-harness.sh; as root or with passwordless sudo)"
+		DOCKER_HOST=$(sed -n 's/^DOCKER_HOST=//p' <<<"$henv")
+		DOCKER_CONFIG=$(sed -n 's/^DOCKER_CONFIG=//p' <<<"$henv")
+		EE_DOCKER_BRIDGE=$(sed -n 's/^EE_DOCKER_BRIDGE=//p' <<<"$henv")
+		EE_DOCKER_GATEWAY=$(sed -n 's/^EE_DOCKER_GATEWAY=//p' <<<"$henv")
+		log "docker:   engine up in $(($(date +%s) - t3))s ($DOCKER_HOST, bridge $EE_DOCKER_BRIDGE $EE_DOCKER_GATEWAY)"
+		t3=$(date +%s)
+		# debootstrap chroots: the root filesystem is made as root (once).
+		"${as_root[@]}" "$root/scripts/standin-image.sh" rootfs >/dev/null || die "no stand-in root filesystem (scripts/standin-image.sh rootfs)"
+		image=$(DOCKER_HOST=$DOCKER_HOST DOCKER_CONFIG=$DOCKER_CONFIG "$root/scripts/standin-image.sh" build "standin-${run_id:0:8}" \
+			--egoagent "$egoagent" --egoagent-op "$ophelper")
+		log "image:    $image built in $(($(date +%s) - t3))s"
+		docker_env=(E2E_DOCKER_DIR="$docker_dir" E2E_DOCKER_HOST="$DOCKER_HOST" E2E_DOCKER_CONFIG="$DOCKER_CONFIG" E2E_DOCKER_BRIDGE="$EE_DOCKER_BRIDGE"
+			E2E_DOCKER_GATEWAY="$EE_DOCKER_GATEWAY" E2E_DOCKER_IMAGE="$image")
+	fi
+
 	local t1
 	t1=$(date +%s)
 	# A session of its own (setsid execs in place: $! is its id), so that
 	# an interrupted run can end the test and all it started.
 	(
 		cd "$root/e2e"
-		E2E_RUN_ID=$run_id E2E_RUN_DIR=$run_dir E2E_REPO=$root E2E_CODER=$coder \
-			E2E_EGOAGENT=$egoagent E2E_OP_HELPER=$ophelper E2E_TOFU=$tofu TF_CLI_CONFIG_FILE=$tfrc \
-			exec setsid go test -count=1 -v -timeout 30m ./...
+		exec env E2E_RUN_ID="$run_id" E2E_RUN_DIR="$run_dir" E2E_REPO="$root" E2E_CODER="$coder" \
+			E2E_EGOAGENT="$egoagent" E2E_OP_HELPER="$ophelper" E2E_TOFU="$tofu" TF_CLI_CONFIG_FILE="$tfrc" \
+			"${docker_env[@]}" setsid go test -count=1 -v -timeout 45m -run "$filter" ./...
 	) &
 	test_pid=$!
 	local rc=0

@@ -6,7 +6,8 @@
 #      modules: tofu init (from the local provider mirror), validate, test;
 #   3. broken copies (the token moved into the agent's env, into the start
 #      script, into a parameter; the variable no longer sensitive; the image
-#      unpinned; ENVBUILDER_WORKDIR for ENVBUILDER_WORKSPACE_FOLDER) must each
+#      unpinned; ENVBUILDER_WORKDIR for ENVBUILDER_WORKSPACE_FOLDER; the shell
+#      template without its stop grace, restart policy or healthcheck wait) must each
 #      make `tofu test` fail, with the message of the check that catches it;
 #   4. the home volume survives a template update: a plan against a state
 #      holding it at its address before the shared module moves it and
@@ -86,7 +87,7 @@ step_upload_contents() {
 	"$root/scripts/push-templates.sh" --stage "$work/upload" 2>/dev/null
 	for name in "${templates[@]}"; do
 		dir=$work/upload/$name
-		[[ -f $dir/main.tf && -f $dir/README.md && -f $dir/modules/egoengine-agent/main.tf && -f $dir/modules/egoengine-agent/egoagent-start.sh && -f $dir/modules/egoengine-home/main.tf ]] ||
+		[[ -f $dir/main.tf && -f $dir/README.md && -f $dir/modules/egoengine-agent/main.tf && -f $dir/modules/egoengine-agent/egoagent-start.sh && -f $dir/modules/egoengine-agent/egoagent-stop.sh && -f $dir/modules/egoengine-home/main.tf ]] ||
 			die "$name: the upload folder lacks main.tf, README.md or the shared modules"
 		[[ -z $(find "$dir" -name '.terraform*' -o -name tests -o -name 'standin-*' -o -type l) ]] ||
 			die "$name: the upload folder holds a lock file, tests, stand-ins or symlinks: $(find "$dir" -name '.terraform*' -o -name tests -o -name 'standin-*' -o -type l)"
@@ -170,6 +171,15 @@ break_unpinned() {
 	# shellcheck disable=SC2016 # HCL interpolation, not shell
 	mutate "$1/main.tf" 's|egoengine:${var.image_tag}|egoengine:latest|'
 }
+break_no_grace() {
+	mutate "$1/main.tf" '/^  destroy_grace_seconds *=/d'
+}
+break_no_restart() {
+	mutate "$1/main.tf" '/^  restart *= *"unless-stopped"/d'
+}
+break_no_wait() {
+	mutate "$1/main.tf" 's/^  wait *= *true/  wait         = false/'
+}
 break_workdir() {
 	mutate "$1/main.tf" 's|ENVBUILDER_WORKSPACE_FOLDER *=|ENVBUILDER_WORKDIR =|'
 }
@@ -183,6 +193,9 @@ step_regressions() {
 	done
 	broken script_text egoengine-shell "The token leaked into what Coder shows viewers"
 	broken unpinned egoengine-shell "The container must run the egoengine image at the tag given in image_tag."
+	broken no_grace egoengine-shell "destroy_grace_seconds must leave the agent time to run its stop scripts"
+	broken no_restart egoengine-shell "The container must come back after an engine restart"
+	broken no_wait egoengine-shell "The build must wait for a healthcheck that reaches Coder's /healthz"
 	broken parameter egoengine-envbuilder "The token must not appear in any coder_parameter."
 	broken unpinned egoengine-envbuilder "fallback_image must default to the egoengine image at image_tag."
 	broken workdir egoengine-envbuilder "lacks part of its configuration"
@@ -344,6 +357,39 @@ EOF
 	log "egoagent-start.sh: shellcheck clean; exit codes mapped (1 -> 0 with a warning, others kept); returns at once with a daemon holding its output"
 }
 
+# The stop script against a stand-in daemon: an `egoagent run` that logs
+# "stopping" on SIGTERM and takes a moment to end. The script must signal it
+# (and only a process that is egoagent's daemon) and wait for it.
+step_stop_script() {
+	local script=$templates_dir/modules/egoengine-agent/egoagent-stop.sh dir=$work/stop home pid out
+	shellcheck "$script"
+	home=$dir/home
+	mkdir -p "$dir/bin" "$home/.local/state/egoagent"
+	cat >"$dir/bin/egoagent" <<'EOF2'
+#!/bin/sh
+# STAND-IN for egoagent's daemon (test only).
+trap 'echo stopping >>"$HOME/.local/state/egoagent/log"; sleep 1; exit 0' TERM
+while :; do sleep 0.1; done
+EOF2
+	chmod +x "$dir/bin/egoagent"
+	HOME=$home "$dir/bin/egoagent" run </dev/null >/dev/null 2>&1 &
+	pid=$!
+	printf '{\n  "pid": %d,\n  "started": "now"\n}\n' "$pid" >"$home/.local/state/egoagent/daemon.json"
+	out=$(HOME=$home timeout 30 sh "$script" 2>&1) || die "stop script failed: $out"
+	[[ $out == "egoagent stop: daemon $pid stopped" ]] || die "stop script said: $out"
+	! kill -0 "$pid" 2>/dev/null || die "the stand-in daemon $pid still runs after the stop script"
+	[[ $(cat "$home/.local/state/egoagent/log") == stopping ]] || die "the stand-in daemon did not get SIGTERM"
+	# A pid that is not egoagent's daemon is left alone.
+	sleep 30 &
+	pid=$!
+	printf '{"pid": %d}\n' "$pid" >"$home/.local/state/egoagent/daemon.json"
+	out=$(HOME=$home sh "$script" 2>&1) || die "stop script failed on a foreign pid: $out"
+	kill -0 "$pid" 2>/dev/null || die "the stop script signalled a process that is not egoagent's daemon"
+	kill "$pid"
+	[[ $out == *"is not egoagent's daemon"* ]] || die "stop script on a foreign pid said: $out"
+	log "egoagent-stop.sh: shellcheck clean; SIGTERMs the daemon daemon.json names and waits for it; leaves other processes alone"
+}
+
 # The envbuilder init wrapper, rendered by OpenTofu's templatefile exactly as
 # the template does, then run the way envbuilder runs it (/bin/sh -c).
 step_init_wrapper() {
@@ -398,5 +444,6 @@ step_tofu_test
 step_regressions
 step_home_survives_update
 step_start_script
+step_stop_script
 step_init_wrapper
 log "all template checks passed"

@@ -3,7 +3,8 @@
 // This file exists only in test builds of egoagent-op (go build -tags
 // egoagent_optest); the shipped binary does not contain it. It is the one
 // difference between the two: every connection the SDK opens goes to the
-// loopback address in EGOAGENT_OPTEST_ADDR, over TLS that trusts only the
+// loopback or private address in EGOAGENT_OPTEST_ADDR (private: the address
+// of the Docker end-to-end test's own bridge on this host, docs/e2e.md), over TLS that trusts only the
 // certificate in the file EGOAGENT_OPTEST_CERT. Tests use it to run the real
 // helper against a local stand-in for 1Password
 // (internal/source/onepassword/opservice).
@@ -27,8 +28,8 @@ func init() {
 		os.Exit(2)
 	}
 	host, _, err := net.SplitHostPort(addr)
-	if ip := net.ParseIP(host); err != nil || ip == nil || !ip.IsLoopback() {
-		fmt.Fprintln(os.Stderr, "egoagent-op (test build): EGOAGENT_OPTEST_ADDR must be a loopback address")
+	if ip := net.ParseIP(host); err != nil || ip == nil || !(ip.IsLoopback() || ip.IsPrivate()) {
+		fmt.Fprintln(os.Stderr, "egoagent-op (test build): EGOAGENT_OPTEST_ADDR must be a loopback or private address")
 		os.Exit(2)
 	}
 	pem, err := os.ReadFile(certFile)

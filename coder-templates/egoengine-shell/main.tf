@@ -22,6 +22,17 @@ variable "docker_socket" {
   default     = ""
 }
 
+variable "docker_network" {
+  type        = string
+  description = "Docker network the workspace container joins. It must let the container reach the Coder server at its access URL (host.docker.internal, the Docker host's gateway, when that URL names localhost). \"bridge\" is the engine's default bridge, which an engine started with --bridge=none does not have."
+  default     = "bridge"
+
+  validation {
+    condition     = var.docker_network != "" && var.docker_network != "none"
+    error_message = "docker_network must name a network from which the container can reach Coder: with \"none\" (or an empty name) the agent could never connect."
+  }
+}
+
 variable "image_tag" {
   type        = string
   description = "Tag of ghcr.io/veraticus/nix-config/egoengine to run: the nix-config revision the image was built from (7 hex characters). No default: every template version names the image it runs."
@@ -51,6 +62,9 @@ locals {
   user  = "joshsymonds"
   home  = "/home/${local.user}"
   image = "ghcr.io/veraticus/nix-config/egoengine:${var.image_tag}"
+  # Where the container reaches Coder: the access URL, with a localhost
+  # (the Docker host, seen from the host) rewritten as in the init script.
+  coder_url = replace(data.coder_workspace.me.access_url, "/localhost|127\\.0\\.0\\.1/", "host.docker.internal")
   # The only place the 1Password token goes. An empty token is left out, so
   # egoagent reports "no token" rather than failing on an empty one.
   secret_env = var.op_service_account_token == "" ? [] : ["OP_SERVICE_ACCOUNT_TOKEN=${var.op_service_account_token}"]
@@ -102,10 +116,37 @@ resource "docker_container" "workspace" {
   entrypoint = ["sh", "-c", replace(module.agent.init_script, "/localhost|127\\.0\\.0\\.1/", "host.docker.internal")]
   env        = concat(["CODER_AGENT_TOKEN=${module.agent.token}"], local.secret_env)
 
+  network_mode = var.docker_network
   host {
     host = "host.docker.internal"
     ip   = "host-gateway"
   }
+
+  # A stop gives the agent its shutdown: it runs the stop scripts (egoagent's
+  # daemon ends cleanly and logs it) before the container's processes are
+  # killed. Without destroy_grace_seconds the provider stops the container
+  # with a grace of 0 s: every process is SIGKILLed at once. stop_timeout is the same grace for a stop by the engine itself.
+  destroy_grace_seconds = 60
+  stop_signal           = "SIGTERM"
+  stop_timeout          = 60
+  # After the engine restarts (a host reboot, a Docker upgrade), it starts the
+  # container again: the init script fetches the agent, which reconnects
+  # with the same token and runs the start scripts again, so the workspace
+  # Coder still shows as running comes back. A container stopped by Coder
+  # (the resource destroyed) is never brought back.
+  restart = "unless-stopped"
+
+  # A container that cannot reach Coder fails the build, with the provider's
+  # "container failed to be in healthy state", instead of a build that
+  # succeeds and an agent that never connects.
+  healthcheck {
+    test     = ["CMD", "curl", "-fsS", "-o", "/dev/null", "--max-time", "4", "${local.coder_url}/healthz"]
+    interval = "5s"
+    timeout  = "5s"
+    retries  = 6
+  }
+  wait         = true
+  wait_timeout = 90
   volumes {
     container_path = local.home
     volume_name    = module.home.name

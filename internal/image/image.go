@@ -30,6 +30,9 @@ const (
 	HomePathLink = "/etc/egoengine/home-path"
 	// ConfigPath is egoagent's configuration as built into the image.
 	ConfigPath = "/etc/egoagent/config.toml"
+	// StandInList exists only in a stand-in image built for tests
+	// (scripts/standin-image.sh): the promises it cannot keep, and why.
+	StandInList = "/etc/egoengine/stand-in"
 	// StoreDir is the Nix store inside the image.
 	StoreDir = "/nix/store"
 	// ProfileLink is the home's link to the Home Manager profile; its bin

@@ -45,13 +45,21 @@ func DefaultOptions() Options {
 // Check is the outcome of one promise.
 type Check struct {
 	Name   string // what was checked, e.g. "/tmp" or "tool git"
-	OK     bool   // whether the promise holds
+	OK     bool   // whether the promise holds (or a stand-in image waives it)
 	Detail string // what was found; on failure, what is wrong and what to do
+	// StandIn is set when the image is a stand-in (StandInList) that names
+	// this check: why it cannot keep this promise as the real image does.
+	// Waived is true when the check failed and that list waived it.
+	StandIn string
+	Waived  bool
 }
 
 // Report is every check Verify ran, in order.
 type Report struct {
 	Checks []Check
+	// StandIn is true when the image declares itself a stand-in
+	// (StandInList): not the egoengine image, for tests only.
+	StandIn bool
 }
 
 // OK says whether every check passed.
@@ -77,17 +85,31 @@ func (r Report) Write(w io.Writer) error {
 		width = max(width, len(c.Name))
 	}
 	var b bytes.Buffer
+	var waived, standIn []string
 	for _, c := range r.Checks {
 		mark := "ok  "
-		if !c.OK {
+		detail := c.Detail
+		switch {
+		case !c.OK:
 			mark = "FAIL"
+		case c.Waived:
+			mark = "skip"
+			detail = "not kept by this stand-in image: " + c.StandIn + " (" + c.Detail + ")"
+			waived = append(waived, c.Name)
+		case c.StandIn != "":
+			detail += " [stand-in: " + c.StandIn + "]"
+			standIn = append(standIn, c.Name)
 		}
-		fmt.Fprintf(&b, "%s  %-*s  %s\n", mark, width, c.Name, printable.Text(c.Detail)) // details quote files of the image
+		fmt.Fprintf(&b, "%s  %-*s  %s\n", mark, width, c.Name, printable.Text(detail)) // details quote files of the image
 	}
 	if failed := len(r.Failed()); failed > 0 {
 		fmt.Fprintf(&b, "image verify: %d of %d checks failed\n", failed, len(r.Checks))
 	} else {
 		fmt.Fprintf(&b, "image verify: all %d checks passed\n", len(r.Checks))
+	}
+	if r.StandIn {
+		fmt.Fprintf(&b, "image verify: a stand-in image (%s), not the egoengine image: %d promises not kept (%s), %d kept only by a stand-in (%s)\n",
+			StandInList, len(waived), strings.Join(waived, ", "), len(standIn), strings.Join(standIn, ", "))
 	}
 	_, err := w.Write(b.Bytes())
 	return err
@@ -136,7 +158,61 @@ func Verify(o Options) (Report, error) {
 	}
 	v.homeFiles()
 	v.egoagentConfig()
-	return Report{Checks: v.checks}, nil
+	standIn := v.standIn()
+	return Report{Checks: v.checks, StandIn: standIn}, nil
+}
+
+// standIn applies StandInList, when the image has one: a test image that
+// cannot keep every promise says which, one line each, "check name<TAB>why".
+// A named check that failed is waived and reported as such; one that passed
+// is reported as kept only by a stand-in. A name that is no check fails, so
+// that the list cannot silently waive nothing. The real image has no list.
+func (v *verifier) standIn() bool {
+	real, fi, err := v.r.stat(StandInList)
+	if err != nil {
+		return false
+	}
+	const name = "stand-in list"
+	if !fi.Mode().IsRegular() {
+		v.fail(name, "%s is not a file", real)
+		return true
+	}
+	data, err := os.ReadFile(v.r.host(real))
+	if err != nil {
+		v.fail(name, "cannot read %s: %v", StandInList, unwrapPathError(err))
+		return true
+	}
+	n := 0
+	for i, line := range strings.Split(string(data), "\n") {
+		if line = strings.TrimSpace(line); line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		check, why, ok := strings.Cut(line, "\t")
+		why = strings.TrimSpace(why)
+		if !ok || why == "" {
+			v.fail(name, "%s:%d: want \"check name<TAB>why\"", StandInList, i+1)
+			continue
+		}
+		found := false
+		for j := range v.checks {
+			c := &v.checks[j]
+			if c.Name != check || c.StandIn != "" {
+				continue
+			}
+			found = true
+			c.StandIn = why
+			if !c.OK {
+				c.OK, c.Waived = true, true
+			}
+		}
+		if !found {
+			v.fail(name, "%s:%d: %q is no check of image verify", StandInList, i+1, check)
+			continue
+		}
+		n++
+	}
+	v.pass(name, "%s: a stand-in image for tests, %d promises named", StandInList, n)
+	return true
 }
 
 // findEntry returns the colon-separated fields of the line for name in an

@@ -250,3 +250,42 @@ func TestVerifyBadRoot(t *testing.T) {
 }
 
 func itoa(n int) string { return strconv.Itoa(n) }
+
+// A stand-in image names the promises it cannot keep: those checks are
+// waived and said to be, a passing one it names is marked, and every other
+// check still fails as for the real image.
+func TestVerifyStandInList(t *testing.T) {
+	f := newFixture(t)
+	f.remove(fxProfile + "/bin/op")
+	f.writeFile(StandInList, "# a stand-in\ntool op\tnot packaged here\nhome files\ta small stand-in generation\n")
+	rep := verify(t, f.options())
+	var b bytes.Buffer
+	_ = rep.Write(&b)
+	out := b.String()
+	if !rep.OK() || !rep.StandIn {
+		t.Fatalf("a stand-in naming its missing tool: OK %v, StandIn %v:\n%s", rep.OK(), rep.StandIn, out)
+	}
+	for _, want := range []string{
+		"skip  tool op",
+		"not kept by this stand-in image: not packaged here",
+		"[stand-in: a small stand-in generation]",
+		"not the egoengine image: 1 promises not kept (tool op), 1 kept only by a stand-in (home files)",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("the report lacks %q:\n%s", want, out)
+		}
+	}
+
+	// What the list does not name still fails.
+	f.remove(fxProfile + "/bin/git")
+	if got := failed(verify(t, f.options())); len(got) != 1 || got["tool git"] == "" {
+		t.Errorf("a stand-in missing an unnamed tool: failed %v, want tool git alone", got)
+	}
+
+	// A name that is no check is an error, not a silent no-op.
+	f.executable(fxProfile + "/bin/git")
+	f.writeFile(StandInList, "tool opp\ttypo\n")
+	if got := failed(verify(t, f.options())); !strings.Contains(got["stand-in list"], `"tool opp" is no check`) {
+		t.Errorf("a list naming no check: failed %v", got)
+	}
+}

@@ -207,3 +207,50 @@ run "stopped_workspace_keeps_its_home" {
     error_message = "A stopped workspace has no container but keeps its home volume."
   }
 }
+
+run "stop_gives_the_agent_and_egoagent_time" {
+  command = apply
+
+  assert {
+    condition     = module.agent.visible_to_viewers.scripts.egoagent_stop.run_on_stop && strcontains(module.agent.visible_to_viewers.scripts.egoagent_stop.script, "kill -TERM")
+    error_message = "A stop script must end egoagent's daemon with SIGTERM when the agent stops."
+  }
+  assert {
+    condition     = coalesce(docker_container.workspace[0].destroy_grace_seconds, 0) > module.agent.visible_to_viewers.scripts.egoagent_stop.timeout + 5
+    error_message = "destroy_grace_seconds must leave the agent time to run its stop scripts: without it the provider SIGKILLs the container at once."
+  }
+  assert {
+    condition     = docker_container.workspace[0].stop_signal == "SIGTERM" && coalesce(docker_container.workspace[0].stop_timeout, 0) >= coalesce(docker_container.workspace[0].destroy_grace_seconds, 0)
+    error_message = "A stop by the engine itself must give the same grace (stop_signal SIGTERM, stop_timeout)."
+  }
+}
+
+run "engine_restart_brings_the_workspace_back" {
+  command = apply
+
+  assert {
+    condition     = docker_container.workspace[0].restart == "unless-stopped"
+    error_message = "The container must come back after an engine restart (restart = \"unless-stopped\")."
+  }
+}
+
+run "a_container_that_cannot_reach_coder_fails_the_build" {
+  command = apply
+
+  assert {
+    condition     = docker_container.workspace[0].network_mode == "bridge"
+    error_message = "The container must join the network named by docker_network (default: the engine's bridge)."
+  }
+  assert {
+    condition     = docker_container.workspace[0].wait && jsonencode(one(docker_container.workspace[0].healthcheck).test) == jsonencode(["CMD", "curl", "-fsS", "-o", "/dev/null", "--max-time", "4", "http://host.docker.internal:3000/healthz"])
+    error_message = "The build must wait for a healthcheck that reaches Coder's /healthz from inside the container."
+  }
+}
+
+run "no_network_is_refused" {
+  command = plan
+  variables {
+    docker_network = "none"
+  }
+  expect_failures = [var.docker_network]
+}

@@ -74,3 +74,17 @@ resource "coder_script" "egoagent" {
   start_blocks_login = true
   timeout            = var.egoagent_start_timeout
 }
+
+# At stop (the agent got SIGTERM: the container is being stopped), egoagent's
+# daemon is asked to end with SIGTERM and waited for, so that it finishes or
+# cancels its pass, records its state and logs its stop, before the engine
+# kills what is left. The template must give the container a stop grace
+# longer than this script's timeout.
+resource "coder_script" "egoagent_stop" {
+  agent_id     = coder_agent.main.id
+  display_name = "egoagent stop"
+  icon         = "/emojis/1f511.png"
+  script       = file("${path.module}/egoagent-stop.sh")
+  run_on_stop  = true
+  timeout      = 30
+}

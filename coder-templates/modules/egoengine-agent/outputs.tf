@@ -45,6 +45,11 @@ output "visible_to_viewers" {
         start_blocks_login = coder_script.egoagent.start_blocks_login
         timeout            = coder_script.egoagent.timeout
       }
+      egoagent_stop = {
+        script      = coder_script.egoagent_stop.script
+        run_on_stop = coder_script.egoagent_stop.run_on_stop
+        timeout     = coder_script.egoagent_stop.timeout
+      }
     }
   }
 }
