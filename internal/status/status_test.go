@@ -172,7 +172,7 @@ func TestHumanShowsErrorsAndDaemon(t *testing.T) {
 	Human(&b, &State{
 		Secrets: []Secret{{Name: "codex", Path: "/home/u/.codex/auth.json", State: Stale, Error: "1Password unreachable", ErrorClass: "unreachable", StaleSince: now.Add(-time.Hour),
 			NextRefresh: now.Add(30 * time.Second), NextWhy: "retry"}},
-		Daemon:  &Daemon{PID: 7, Running: true, Started: now.Add(-time.Hour), Passes: 3},
+		Daemon: &Daemon{PID: 7, Running: true, Started: now.Add(-time.Hour), Passes: 3},
 	}, now, "/home/u")
 	out := b.String()
 	for _, want := range []string{"~/.codex/auth.json", "stale", "error (unreachable): 1Password unreachable", "failing since", "next attempt in 30s", "in 30s (retry)", "daemon: running, pid 7"} {
