@@ -721,29 +721,7 @@ func (h *harness) checkDockerToken(t *testing.T, d dockerRun, ws, c string) {
 	// Coder's views.
 	wsv := h.workspace(ws)
 	ag, _ := wsv.agent()
-	var raw struct {
-		TemplateID string `json:"template_id"`
-	}
-	h.apiJSON("/api/v2/workspaces/"+wsv.ID, &raw)
-	b, tv := wsv.LatestBuild.ID, wsv.LatestBuild.TemplateVersionID
-	for _, p := range []string{
-		"/api/v2/users/" + adminUser + "/workspace/" + ws,
-		"/api/v2/workspaces/" + wsv.ID,
-		"/api/v2/workspaces/" + wsv.ID + "/builds",
-		"/api/v2/workspacebuilds/" + b,
-		"/api/v2/workspacebuilds/" + b + "/resources",
-		"/api/v2/workspacebuilds/" + b + "/parameters",
-		"/api/v2/workspacebuilds/" + b + "/logs",
-		"/api/v2/workspacebuilds/" + b + "/timings",
-		"/api/v2/workspaceagents/" + ag.ID,
-		"/api/v2/workspaceagents/" + ag.ID + "/logs",
-		"/api/v2/templates/" + raw.TemplateID,
-		"/api/v2/templateversions/" + tv,
-		"/api/v2/templateversions/" + tv + "/rich-parameters",
-		"/api/v2/templateversions/" + tv + "/variables",
-		"/api/v2/templateversions/" + tv + "/resources",
-		"/api/v2/templateversions/" + tv + "/logs",
-	} {
+	for _, p := range h.apiViews(ws, wsv) {
 		body, err := h.api(p)
 		if err != nil {
 			t.Errorf("%v", err)
@@ -755,7 +733,7 @@ func (h *harness) checkDockerToken(t *testing.T, d dockerRun, ws, c string) {
 	}
 	// The state is where the real template's docker_container.env puts it,
 	// readable by template admins (docs/templates.md): shown, not hidden.
-	if body, err := h.api("/api/v2/workspacebuilds/" + b + "/state"); err != nil {
+	if body, err := h.api("/api/v2/workspacebuilds/" + wsv.LatestBuild.ID + "/state"); err != nil {
 		t.Error(err)
 	} else if _, found := leakIn("state", body, h.token); !found {
 		t.Errorf("the build's Terraform state does not hold the token: docker_container.env no longer carries it, or the search is broken")

@@ -557,34 +557,10 @@ func (h *harness) tokenLeaks(t *testing.T, name, stage string) []string {
 	ws := h.workspace(name)
 	wsDir := workspaceDir(h.runDir, ws.ID)
 	home := filepath.Join(wsDir, "root", "home", "joshsymonds")
-	ag, _ := ws.agent()
-	var raw struct {
-		TemplateID string `json:"template_id"`
-	}
-	h.apiJSON("/api/v2/workspaces/"+ws.ID, &raw)
-	b, tv := ws.LatestBuild.ID, ws.LatestBuild.TemplateVersionID
-	paths := []string{
-		"/api/v2/users/" + adminUser + "/workspace/" + name,
-		"/api/v2/workspaces/" + ws.ID,
-		"/api/v2/workspaces/" + ws.ID + "/builds",
-		"/api/v2/workspacebuilds/" + b,
-		"/api/v2/workspacebuilds/" + b + "/resources",
-		"/api/v2/workspacebuilds/" + b + "/parameters",
-		"/api/v2/workspacebuilds/" + b + "/logs",
-		"/api/v2/workspacebuilds/" + b + "/timings",
-		"/api/v2/workspaceagents/" + ag.ID,
-		"/api/v2/workspaceagents/" + ag.ID + "/logs",
-		"/api/v2/templates/" + raw.TemplateID,
-		"/api/v2/templateversions/" + tv,
-		"/api/v2/templateversions/" + tv + "/rich-parameters",
-		"/api/v2/templateversions/" + tv + "/variables",
-		"/api/v2/templateversions/" + tv + "/resources",
-		"/api/v2/templateversions/" + tv + "/logs",
-		// The Terraform state Coder keeps for the build (template admins
-		// can download it): the template keeps the token out of resource
-		// attributes, so it must not be there either.
-		"/api/v2/workspacebuilds/" + b + "/state",
-	}
+	// The Terraform state Coder keeps for the build (template admins can
+	// download it) is searched too: the template keeps the token out of
+	// resource attributes, so it must not be there either.
+	paths := append(h.apiViews(name, ws), "/api/v2/workspacebuilds/"+ws.LatestBuild.ID+"/state")
 	for _, p := range paths {
 		body, err := h.api(p)
 		if err != nil {
@@ -602,7 +578,7 @@ func (h *harness) tokenLeaks(t *testing.T, name, stage string) []string {
 		Sensitive bool   `json:"sensitive"`
 		Value     string `json:"value"`
 	}
-	h.apiJSON("/api/v2/templateversions/"+tv+"/variables", &vars)
+	h.apiJSON("/api/v2/templateversions/"+ws.LatestBuild.TemplateVersionID+"/variables", &vars)
 	found := false
 	for _, v := range vars {
 		if v.Name == tokenVariable {
@@ -618,6 +594,7 @@ func (h *harness) tokenLeaks(t *testing.T, name, stage string) []string {
 	}
 
 	// What the metadata stream carries.
+	ag, _ := ws.agent()
 	_, _, seen, _ := h.watchMetadata(ag.ID, "3_egoagent", 2*time.Second, func(string) bool { return false })
 	if where, leaked := leakIn("watch-metadata", []byte(strings.Join(seen, "\n")), h.tokenSecrets...); leaked {
 		leaks = append(leaks, where)
@@ -708,5 +685,35 @@ func (h *harness) checkNothingLeft() {
 	}
 	if t.Failed() {
 		t.Logf("coder server log (tail):\n%s", readTail(h.serverLog))
+	}
+}
+
+// apiViews are the Coder API views of workspace name (ws) that show its
+// build, agent, template version and logs: where a token a template
+// mishandled would show. Both end-to-end tests search them.
+func (h *harness) apiViews(name string, ws workspace) []string {
+	ag, _ := ws.agent()
+	var raw struct {
+		TemplateID string `json:"template_id"`
+	}
+	h.apiJSON("/api/v2/workspaces/"+ws.ID, &raw)
+	b, tv := ws.LatestBuild.ID, ws.LatestBuild.TemplateVersionID
+	return []string{
+		"/api/v2/users/" + adminUser + "/workspace/" + name,
+		"/api/v2/workspaces/" + ws.ID,
+		"/api/v2/workspaces/" + ws.ID + "/builds",
+		"/api/v2/workspacebuilds/" + b,
+		"/api/v2/workspacebuilds/" + b + "/resources",
+		"/api/v2/workspacebuilds/" + b + "/parameters",
+		"/api/v2/workspacebuilds/" + b + "/logs",
+		"/api/v2/workspacebuilds/" + b + "/timings",
+		"/api/v2/workspaceagents/" + ag.ID,
+		"/api/v2/workspaceagents/" + ag.ID + "/logs",
+		"/api/v2/templates/" + raw.TemplateID,
+		"/api/v2/templateversions/" + tv,
+		"/api/v2/templateversions/" + tv + "/rich-parameters",
+		"/api/v2/templateversions/" + tv + "/variables",
+		"/api/v2/templateversions/" + tv + "/resources",
+		"/api/v2/templateversions/" + tv + "/logs",
 	}
 }
