@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"math/rand/v2"
@@ -282,20 +281,8 @@ func (s *simulation) stop() {
 		}
 	}
 	for _, w := range s.ws {
-		eventually(s.t, 10*time.Second, "the workspace's egoagent processes end", func() bool { return homeProcs(w.home) == 0 })
+		eventually(s.t, 10*time.Second, "the workspace's egoagent processes end", func() bool { return homeProcs(w.home, func([]byte) bool { return true }) == 0 })
 	}
-}
-
-// homeProcs counts the processes that run with HOME=home.
-func homeProcs(home string) int {
-	n := 0
-	procs, _ := filepath.Glob("/proc/[0-9]*")
-	for _, p := range procs {
-		if env, _ := os.ReadFile(p + "/environ"); bytes.Contains(env, []byte("HOME="+home+"\x00")) {
-			n++
-		}
-	}
-	return n
 }
 
 func (s *simulation) renewals() int {

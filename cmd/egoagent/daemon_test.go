@@ -276,12 +276,18 @@ func assertNoCanary(t *testing.T, w *workspace) {
 
 // countDaemons counts `run` processes whose environment has this home.
 func countDaemons(t *testing.T, home string) int {
+	return homeProcs(home, func(cmdline []byte) bool { return bytes.Contains(cmdline, []byte("\x00run\x00")) })
+}
+
+// homeProcs counts the processes that run with HOME=home and whose command
+// line (NUL-separated) passes keep.
+func homeProcs(home string, keep func(cmdline []byte) bool) int {
 	n := 0
 	procs, _ := filepath.Glob("/proc/[0-9]*")
 	for _, p := range procs {
 		cmdline, _ := os.ReadFile(p + "/cmdline")
 		env, _ := os.ReadFile(p + "/environ")
-		if bytes.Contains(cmdline, []byte("\x00run\x00")) && bytes.Contains(env, []byte("HOME="+home+"\x00")) {
+		if keep(cmdline) && bytes.Contains(env, []byte("HOME="+home+"\x00")) {
 			n++
 		}
 	}
