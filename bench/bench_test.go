@@ -22,12 +22,12 @@ import (
 
 	"go.uber.org/zap"
 
-	"github.com/veraticus/egoengine/internal/check"
-	"github.com/veraticus/egoengine/internal/config"
-	"github.com/veraticus/egoengine/internal/engine"
-	"github.com/veraticus/egoengine/internal/source"
-	"github.com/veraticus/egoengine/internal/source/onepassword/opservice"
-	"github.com/veraticus/egoengine/internal/status"
+	"github.com/veraticus/egoengine/internal/health/check"
+	"github.com/veraticus/egoengine/internal/secrets/config"
+	"github.com/veraticus/egoengine/internal/secrets/engine"
+	"github.com/veraticus/egoengine/internal/secrets/source"
+	"github.com/veraticus/egoengine/internal/secrets/source/onepassword/opservice"
+	"github.com/veraticus/egoengine/internal/health/status"
 )
 
 var (

@@ -8,11 +8,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/veraticus/egoengine/internal/check/checktest"
-	"github.com/veraticus/egoengine/internal/config"
-	"github.com/veraticus/egoengine/internal/daemon"
-	"github.com/veraticus/egoengine/internal/engine"
-	"github.com/veraticus/egoengine/internal/source/onepassword/opservice"
+	"github.com/veraticus/egoengine/internal/health/check/checktest"
+	"github.com/veraticus/egoengine/internal/secrets/config"
+	"github.com/veraticus/egoengine/internal/secrets/daemon"
+	"github.com/veraticus/egoengine/internal/secrets/engine"
+	"github.com/veraticus/egoengine/internal/secrets/source/onepassword/opservice"
 )
 
 // renewalConfig is the image's Codex secret with write-back, and the Codex

@@ -3,7 +3,7 @@
 // test template in template/ whose agent runs the real egoagent start script
 // and metadata from coder-templates/modules/egoengine-agent, and egoagent
 // with its 1Password source, whose helper signs in with the real SDK to the
-// local 1Password service of internal/source/onepassword/opservice, run by
+// local 1Password service of internal/secrets/source/onepassword/opservice, run by
 // the test on loopback. TestDockerWorkspace runs the real
 // coder-templates/egoengine-shell on a Docker Engine of the run's own
 // (scripts/docker-harness.sh) with the stand-in image of

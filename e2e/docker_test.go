@@ -18,7 +18,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/veraticus/egoengine/internal/source/onepassword/opservice"
+	"github.com/veraticus/egoengine/internal/secrets/source/onepassword/opservice"
 )
 
 // The Docker end-to-end test (docs/e2e.md, "On a real Docker Engine"): the

@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/veraticus/egoengine/internal/source/onepassword/opservice"
+	"github.com/veraticus/egoengine/internal/secrets/source/onepassword/opservice"
 )
 
 const (
@@ -22,7 +22,7 @@ const (
 	// the daemon's retries.
 	metadataInterval = 5 * time.Second
 	// The daemon's retry of an unreachable source: 15 to 30 s after the
-	// first failure, 30 to 60 s after a second (internal/daemon/planner.go).
+	// first failure, 30 to 60 s after a second (internal/secrets/daemon/planner.go).
 	retryWithin = 60 * time.Second
 	// Slack for the agent's report to the server and the server's push.
 	apiSlack = 5 * time.Second

@@ -25,7 +25,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/veraticus/egoengine/internal/source/onepassword/opservice"
+	"github.com/veraticus/egoengine/internal/secrets/source/onepassword/opservice"
 )
 
 // runMarker is put in the environment of every process this run starts

@@ -5,7 +5,7 @@
 # With --1password (make run-1password), the same values are served by a
 # local stand-in for the 1Password service instead (on loopback, with a
 # token minted for the run and never shown: see
-# internal/source/onepassword/opservice/demo), and egoagent
+# internal/secrets/source/onepassword/opservice/demo), and egoagent
 # fetches them with kind = "1password", the real helper and the real SDK,
 # into bin/demo-1password/home.
 set -euo pipefail
@@ -47,7 +47,7 @@ if $onepassword; then
 	home=$PWD/bin/demo-1password/home
 	mkdir -p "$home" bin/optest
 	CGO_ENABLED=0 go build -tags urfave_cli_no_docs,egoagent_optest -trimpath -ldflags '-s -w' -o bin/optest/egoagent-op ./cmd/egoagent-op
-	go build -o bin/optest/demo-opservice ./internal/source/onepassword/opservice/demo
+	go build -o bin/optest/demo-opservice ./internal/secrets/source/onepassword/opservice/demo
 	bin/optest/demo-opservice -vault "$vault" -home "$home" -config "$PWD/demo/config-1password.toml" \
 		-egoagent "$bin" -helper "$PWD/bin/optest/egoagent-op"
 else

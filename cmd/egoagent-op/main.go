@@ -12,9 +12,9 @@ import (
 	"os/signal"
 	"syscall"
 
-	"github.com/veraticus/egoengine/internal/printable"
-	"github.com/veraticus/egoengine/internal/source"
-	"github.com/veraticus/egoengine/internal/source/onepassword"
+	"github.com/veraticus/egoengine/internal/health/printable"
+	"github.com/veraticus/egoengine/internal/secrets/source"
+	"github.com/veraticus/egoengine/internal/secrets/source/onepassword"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".

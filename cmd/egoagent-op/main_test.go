@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/veraticus/egoengine/internal/source"
+	"github.com/veraticus/egoengine/internal/secrets/source"
 )
 
 // The test binary doubles as the helper (asHelperEnv), so these tests drive

@@ -7,7 +7,7 @@
 // of the Docker end-to-end test's own bridge on this host, docs/e2e.md), over TLS that trusts only the
 // certificate in the file EGOAGENT_OPTEST_CERT. Tests use it to run the real
 // helper against a local stand-in for 1Password
-// (internal/source/onepassword/opservice).
+// (internal/secrets/source/onepassword/opservice).
 
 package main
 

@@ -13,8 +13,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/veraticus/egoengine/internal/source"
-	"github.com/veraticus/egoengine/internal/source/onepassword/opservice"
+	"github.com/veraticus/egoengine/internal/secrets/source"
+	"github.com/veraticus/egoengine/internal/secrets/source/onepassword/opservice"
 )
 
 // serviceEnv, in the test binary run as the helper, names the loopback

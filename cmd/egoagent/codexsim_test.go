@@ -13,9 +13,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/veraticus/egoengine/internal/check/checktest"
-	"github.com/veraticus/egoengine/internal/codexsim"
-	"github.com/veraticus/egoengine/internal/source/onepassword/opservice"
+	"github.com/veraticus/egoengine/internal/health/check/checktest"
+	"github.com/veraticus/egoengine/internal/secrets/codexsim"
+	"github.com/veraticus/egoengine/internal/secrets/source/onepassword/opservice"
 )
 
 // The simulation of the owner's day: several workspaces share one Codex

@@ -13,11 +13,11 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/veraticus/egoengine/internal/config"
-	"github.com/veraticus/egoengine/internal/daemon"
-	"github.com/veraticus/egoengine/internal/engine"
-	"github.com/veraticus/egoengine/internal/printable"
-	"github.com/veraticus/egoengine/internal/status"
+	"github.com/veraticus/egoengine/internal/health/printable"
+	"github.com/veraticus/egoengine/internal/health/status"
+	"github.com/veraticus/egoengine/internal/secrets/config"
+	"github.com/veraticus/egoengine/internal/secrets/daemon"
+	"github.com/veraticus/egoengine/internal/secrets/engine"
 )
 
 func syncCommand() *cli.Command {

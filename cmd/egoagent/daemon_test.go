@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/veraticus/egoengine/internal/status"
+	"github.com/veraticus/egoengine/internal/health/status"
 )
 
 const twoSecondSchedule = `

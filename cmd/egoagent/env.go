@@ -14,13 +14,13 @@ import (
 	"go.uber.org/zap/zapcore"
 	"golang.org/x/sys/unix"
 
-	"github.com/veraticus/egoengine/internal/check"
-	"github.com/veraticus/egoengine/internal/config"
-	"github.com/veraticus/egoengine/internal/daemon"
-	"github.com/veraticus/egoengine/internal/engine"
-	"github.com/veraticus/egoengine/internal/printable"
-	"github.com/veraticus/egoengine/internal/source"
-	"github.com/veraticus/egoengine/internal/status"
+	"github.com/veraticus/egoengine/internal/health/check"
+	"github.com/veraticus/egoengine/internal/health/printable"
+	"github.com/veraticus/egoengine/internal/health/status"
+	"github.com/veraticus/egoengine/internal/secrets/config"
+	"github.com/veraticus/egoengine/internal/secrets/daemon"
+	"github.com/veraticus/egoengine/internal/secrets/engine"
+	"github.com/veraticus/egoengine/internal/secrets/source"
 )
 
 // Global flags. Every setting egoagent takes from flags or the environment

@@ -10,8 +10,8 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/veraticus/egoengine/internal/printable"
-	"github.com/veraticus/egoengine/internal/status"
+	"github.com/veraticus/egoengine/internal/health/printable"
+	"github.com/veraticus/egoengine/internal/health/status"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".

@@ -14,7 +14,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/veraticus/egoengine/internal/status"
+	"github.com/veraticus/egoengine/internal/health/status"
 )
 
 // These tests run egoagent as real processes: the test binary re-executes

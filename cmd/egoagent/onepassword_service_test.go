@@ -13,8 +13,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/veraticus/egoengine/internal/check/checktest"
-	"github.com/veraticus/egoengine/internal/source/onepassword/opservice"
+	"github.com/veraticus/egoengine/internal/health/check/checktest"
+	"github.com/veraticus/egoengine/internal/secrets/source/onepassword/opservice"
 )
 
 // These tests run egoagent with kind = "1password" and the real helper,

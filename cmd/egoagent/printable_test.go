@@ -11,7 +11,7 @@ import (
 
 	"go.uber.org/zap"
 
-	"github.com/veraticus/egoengine/internal/engine"
+	"github.com/veraticus/egoengine/internal/secrets/engine"
 )
 
 // What egoagent prints for a person quotes names from 1Password titles and

@@ -7,8 +7,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/veraticus/egoengine/internal/check/checktest"
-	"github.com/veraticus/egoengine/internal/status"
+	"github.com/veraticus/egoengine/internal/health/check/checktest"
+	"github.com/veraticus/egoengine/internal/health/status"
 )
 
 // A Codex secret with write-back over the directory source, the Codex

@@ -11,7 +11,7 @@ import (
 	"sort"
 	"strings"
 
-	"github.com/veraticus/egoengine/internal/printable"
+	"github.com/veraticus/egoengine/internal/health/printable"
 )
 
 // LinkOptions says where the home and the image's Home Manager files are.

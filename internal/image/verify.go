@@ -12,8 +12,8 @@ import (
 	"strings"
 	"syscall"
 
-	"github.com/veraticus/egoengine/internal/config"
-	"github.com/veraticus/egoengine/internal/printable"
+	"github.com/veraticus/egoengine/internal/health/printable"
+	"github.com/veraticus/egoengine/internal/secrets/config"
 )
 
 // Options says what Verify expects to find. DefaultOptions gives the image's

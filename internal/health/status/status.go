@@ -1,0 +1,341 @@
+// Package status keeps egoagent's record of each secret (the state file) and
+// renders it for people: `egoagent status` as a table or JSON, and
+// `egoagent metadata` as the one short line Coder shows.
+//
+// The state file holds times, outcomes and safe summaries, never a secret:
+// to tell whether an installed file is the one egoagent wrote, it keeps a
+// keyed fingerprint (HMAC-SHA256 under a random per-home key), so that the
+// state file cannot be used to confirm a guess of a short secret.
+//
+// Rendering reads only the state folder. It must stay cheap: Coder runs the
+// metadata command every few seconds in every workspace.
+package status
+
+import (
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"syscall"
+	"time"
+
+	"github.com/veraticus/egoengine/internal/secrets/secretfile"
+)
+
+// Secret states.
+const (
+	Fresh   = "fresh"   // the installed file matches the source's current copy and passed its check
+	Kept    = "kept"    // consumer-rewrites: the consumer's newer file passes its check and was kept
+	Stale   = "stale"   // the last attempt failed; the file in place is an older copy
+	Missing = "missing" // the last attempt failed and there is no file in place
+	Pending = "pending" // configured but never attempted
+	Refused = "refused" // the source's item cannot be installed as it stands (a Document title that collides or escapes)
+)
+
+// OK reports whether a secret in state s is usable and up to date.
+func OK(s string) bool { return s == Fresh || s == Kept }
+
+// State is the content of the state file.
+type State struct {
+	Version   int       `json:"version"`
+	Home      string    `json:"home,omitempty"` // the home this state folder belongs to (HomeID)
+	UpdatedAt time.Time `json:"updated_at"`
+	LastPass  *Pass     `json:"last_pass,omitempty"`
+	Daemon    *Daemon   `json:"daemon,omitempty"`
+	Secrets   []Secret  `json:"secrets"`
+}
+
+// Pass describes one ingestion pass.
+type Pass struct {
+	Trigger  string    `json:"trigger"` // sync, start, schedule, refresh, watch
+	Started  time.Time `json:"started"`
+	Finished time.Time `json:"finished"`
+	Calls    int       `json:"calls"` // requests made to the source (1Password rate limits count these)
+	OK       bool      `json:"ok"`
+}
+
+// Daemon is what the daemon reports about itself. The daemon writes it to a
+// file of its own (daemon.json), so that it never waits on a pass for the
+// state file's lock; Load merges it in.
+type Daemon struct {
+	PID         int                  `json:"pid"`
+	Home        string               `json:"home,omitempty"` // the home it serves (HomeID)
+	Started     time.Time            `json:"started"`
+	Running     bool                 `json:"running"` // filled in by Load: is that daemon alive now?
+	ConfigFile  string               `json:"config_file"`
+	ConfigError string               `json:"config_error,omitempty"` // a broken new config; the daemon keeps the old one
+	HoldUntil   time.Time            `json:"hold_until,omitzero"`    // no automatic pass before this (rate limited)
+	Next        map[string]time.Time `json:"next,omitempty"`         // next refresh per secret
+	Why         map[string]string    `json:"why,omitempty"`          // why then: schedule, retry, near renewal
+	Passes      int                  `json:"passes"`                 // passes run since the daemon started
+}
+
+// Secret is what egoagent knows about one secret file.
+type Secret struct {
+	Name        string    `json:"name"`
+	Path        string    `json:"path"`
+	Ref         string    `json:"ref"`
+	Policy      string    `json:"policy"`
+	State       string    `json:"state"`
+	Note        string    `json:"note,omitempty"`        // what the last pass did, in words
+	Attempted   time.Time `json:"attempted,omitzero"`    // last attempt to fetch
+	Fetched     time.Time `json:"fetched,omitzero"`      // last successful fetch
+	Changed     time.Time `json:"changed,omitzero"`      // last time egoagent changed the file
+	Checked     time.Time `json:"checked,omitzero"`      // last check that passed
+	Check       string    `json:"check,omitempty"`       // the check's safe summary
+	Expires     time.Time `json:"expires,omitzero"`      // credential expiry, when the file carries one
+	Error       string    `json:"error,omitempty"`       // why the last attempt failed
+	ErrorClass  string    `json:"error_class,omitempty"` // see source.Class
+	StaleSince  time.Time `json:"stale_since,omitzero"`  // first failure of the current run of failures
+	NextRefresh time.Time `json:"next_refresh,omitzero"` // set by the daemon
+	NextWhy     string    `json:"next_why,omitempty"`    // and why then
+	Written     string    `json:"written,omitempty"`     // fingerprint of what egoagent last wrote
+	Failures    int       `json:"failures,omitempty"`    // consecutive failed attempts
+
+	// For files that carry their own dates (Codex's auth.json): the
+	// installed copy's dates, which copy was newer at the last pass, and
+	// the last write-back.
+	Newer       string        `json:"newer,omitempty"`       // NewerLocal, NewerSource or NewerNeither
+	LastRefresh time.Time     `json:"last_refresh,omitzero"` // the installed copy's last renewal
+	RefreshAt   time.Time     `json:"refresh_at,omitzero"`   // when its program renews it on next use
+	TokenLife   time.Duration `json:"token_life,omitempty"`  // how long its access token was issued for
+	WriteBack   *WriteBack    `json:"write_back,omitempty"`  // the last upload attempt
+}
+
+// Which copy of a dated file was newer at the last pass.
+const (
+	NewerLocal   = "local"     // the installed file: its program renewed it
+	NewerSource  = "1password" // the source's copy: another workspace or a new login
+	NewerNeither = "same"      // the same renewal on both sides
+)
+
+// WriteBack is the outcome of the last upload of a secret's installed file
+// to its source.
+type WriteBack struct {
+	At    time.Time `json:"at"`
+	OK    bool      `json:"ok"`
+	Note  string    `json:"note,omitempty"`  // what happened, in words
+	Class string    `json:"class,omitempty"` // when it failed: see source.Class
+}
+
+// Find returns the secret named name, or nil.
+func (s *State) Find(name string) *Secret {
+	for i := range s.Secrets {
+		if s.Secrets[i].Name == name {
+			return &s.Secrets[i]
+		}
+	}
+	return nil
+}
+
+const stateVersion = 1
+
+// Dir returns the state folder for home: ~/.local/state/egoagent.
+func Dir(home string) string { return filepath.Join(home, ".local", "state", "egoagent") }
+
+// File names inside the state folder.
+const (
+	StateFile  = "state.json"
+	DaemonFile = "daemon.json"
+	DaemonLock = "daemon.lock" // held by the running daemon for its whole life
+	LogFile    = "egoagent.log"
+	Socket     = "control.sock"
+	LockFile   = "lock"
+	keyFile    = "fingerprint.key"
+	StageDir   = "stage"
+)
+
+// EnsureDir creates the state folder with mode 0700 (and tightens it if it
+// exists), since it holds the control socket and the fingerprint key.
+func EnsureDir(dir string) error {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("cannot create the state folder %s: %w", dir, err)
+	}
+	if err := os.Chmod(dir, 0o700); err != nil {
+		return fmt.Errorf("cannot set mode 0700 on the state folder %s: %w", dir, err)
+	}
+	return nil
+}
+
+// Load reads the state file in dir, with the daemon's report merged in. A
+// missing file is an empty state.
+func Load(dir string) (*State, error) {
+	var s State
+	if err := readJSON(filepath.Join(dir, StateFile), &s); err != nil {
+		return nil, err
+	}
+	var d Daemon
+	// The daemon rewrites its report whenever anything changes: a damaged
+	// one is as good as none, and must not stop status from showing the rest.
+	if err := readJSON(filepath.Join(dir, DaemonFile), &d); err != nil {
+		d = Daemon{}
+	}
+	if d.PID != 0 {
+		d.Running = DaemonAlive(dir)
+		s.Daemon = &d
+		if d.Running {
+			for i := range s.Secrets {
+				s.Secrets[i].NextRefresh = d.Next[s.Secrets[i].Name]
+				s.Secrets[i].NextWhy = d.Why[s.Secrets[i].Name]
+			}
+		}
+	}
+	return &s, nil
+}
+
+func readJSON(path string, v any) error {
+	b, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("cannot read %s: %w", path, err)
+	}
+	if err := json.Unmarshal(b, v); err != nil {
+		return &DamagedError{Path: path, Err: err}
+	}
+	return nil
+}
+
+// DamagedError means a file in the state folder holds something that is
+// not its JSON (a full disk, a hand edit). The next pass moves it aside
+// with MoveAside and starts from an empty state.
+type DamagedError struct {
+	Path string
+	Err  error
+}
+
+func (e *DamagedError) Error() string {
+	return fmt.Sprintf("%s is damaged (%v); the next pass (egoagent sync or refresh) moves it aside and starts afresh", e.Path, e.Err)
+}
+
+func (e *DamagedError) Unwrap() error { return e.Err }
+
+// MoveAside renames a damaged state file to <name>.damaged, replacing an
+// older such copy, so that a person can still look at it, and returns the
+// new path.
+func MoveAside(e *DamagedError) (string, error) {
+	to := e.Path + ".damaged"
+	if err := os.Rename(e.Path, to); err != nil {
+		return "", fmt.Errorf("%s is damaged and cannot be moved aside: %w", e.Path, err)
+	}
+	return to, nil
+}
+
+// Save writes the state file atomically. The daemon's report is not part of
+// it.
+func Save(dir string, s *State) error {
+	c := *s
+	c.Version, c.Daemon = stateVersion, nil
+	c.Secrets = slices.Clone(s.Secrets)
+	for i := range c.Secrets {
+		c.Secrets[i].NextRefresh, c.Secrets[i].NextWhy = time.Time{}, ""
+	}
+	return writeJSON(filepath.Join(dir, StateFile), &c)
+}
+
+// SaveDaemon writes the daemon's report atomically.
+func SaveDaemon(dir string, d *Daemon) error {
+	return writeJSON(filepath.Join(dir, DaemonFile), d)
+}
+
+func writeJSON(path string, v any) error {
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return err
+	}
+	if err := secretfile.Replace(path, append(b, '\n'), 0o600); err != nil {
+		return fmt.Errorf("cannot save %s: %w", path, err)
+	}
+	return nil
+}
+
+// DaemonAlive reports whether a daemon holds the daemon lock in dir. The
+// kernel drops an flock when its holder dies, so this never believes a
+// stale PID.
+func DaemonAlive(dir string) bool {
+	f, err := os.Open(filepath.Join(dir, DaemonLock))
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_SH|syscall.LOCK_NB); err != nil {
+		return errors.Is(err, syscall.EWOULDBLOCK)
+	}
+	return false
+}
+
+// HomeID names a home for the ownership checks: its real path, so that a
+// home reached through a link is still the same home.
+func HomeID(home string) string {
+	if p, err := filepath.EvalSymlinks(home); err == nil {
+		return p
+	}
+	return filepath.Clean(home)
+}
+
+// ForeignError means a state folder, or the daemon serving it, belongs to
+// another home than the one asking: the folder is shared (a symbolic link,
+// a bind mount, two HOMEs over one disk). Answering from it would report
+// the other home's secrets as this one's.
+type ForeignError struct {
+	Dir   string // the state folder, as this home names it
+	Owner string // the home it belongs to
+	Home  string // the home that asked
+	PID   int    // the daemon's, when a daemon answered
+}
+
+func (e *ForeignError) Error() string {
+	who := "belongs to"
+	if e.PID != 0 {
+		who = fmt.Sprintf("is served by a daemon (pid %d) for", e.PID)
+	}
+	how := "shared with it"
+	if target, err := os.Readlink(e.Dir); err == nil {
+		how = "a symbolic link to " + target
+	}
+	return fmt.Sprintf("the state folder %s %s the home %s, not %s: it is %s; each home needs a state folder of its own (remove the link, or run egoagent with that home's HOME)", e.Dir, who, e.Owner, e.Home, how)
+}
+
+// CheckHome reports a *ForeignError when s was recorded for another home.
+// A state without an owner (new, or older than this check) is anyone's.
+func CheckHome(s *State, dir, home string) error {
+	if id := HomeID(home); s.Home != "" && s.Home != id {
+		return &ForeignError{Dir: dir, Owner: s.Home, Home: id}
+	}
+	return nil
+}
+
+// Fingerprinter computes keyed fingerprints of file contents.
+type Fingerprinter struct{ key []byte }
+
+// NewFingerprinter loads the per-home key from dir, creating it on first use.
+func NewFingerprinter(dir string) (*Fingerprinter, error) {
+	p := filepath.Join(dir, keyFile)
+	key, err := os.ReadFile(p)
+	if err == nil && len(key) == 32 {
+		return &Fingerprinter{key: key}, nil
+	}
+	key = make([]byte, 32)
+	if _, err := rand.Read(key); err != nil {
+		return nil, err
+	}
+	if err := secretfile.Replace(p, key, 0o600); err != nil {
+		return nil, fmt.Errorf("cannot create the fingerprint key: %w", err)
+	}
+	return &Fingerprinter{key: key}, nil
+}
+
+// Sum returns the fingerprint of data.
+func (f *Fingerprinter) Sum(data []byte) string {
+	m := hmac.New(sha256.New, f.key)
+	m.Write(data)
+	return hex.EncodeToString(m.Sum(nil)[:16])
+}

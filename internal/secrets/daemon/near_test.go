@@ -1,0 +1,141 @@
+package daemon
+
+import (
+	"math/rand/v2"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/veraticus/egoengine/internal/secrets/config"
+	"github.com/veraticus/egoengine/internal/secrets/engine"
+)
+
+// nearPlanner plans for one dated secret on a daily schedule, and has seen
+// a pass that installed a copy renewed at renewed, with tokens living life.
+func nearPlanner(t *testing.T, now, refreshAt time.Time, life time.Duration) *Planner {
+	t.Helper()
+	cfg, err := config.Parse("test.toml", []byte(`
+[schedule]
+refresh = "@every 24h"
+jitter = "0s"
+
+[[secret]]
+name = "codex"
+ref = "op://egoengine/Codex Auth/auth.json"
+path = "~/.codex/auth.json"
+check = "codex"
+policy = "consumer-rewrites"
+`), config.Env{Home: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := NewPlanner(cfg, now, rand.New(rand.NewPCG(1, 2)))
+	p.Observe(&engine.Report{Outcomes: []engine.Outcome{{Name: "codex", State: "fresh", RefreshAt: refreshAt, TokenLife: life}}}, now)
+	return p
+}
+
+// run plays the planner forward to end and returns when each near-renewal
+// pass ran.
+func run(p *Planner, now, end time.Time, seen func(now time.Time) *engine.Report) []time.Time {
+	var at []time.Time
+	for {
+		next := p.Next()
+		if next.IsZero() || next.After(end) {
+			return at
+		}
+		now = next
+		for {
+			pass, ok := p.Due(now)
+			if !ok {
+				break
+			}
+			if pass.Trigger == "near renewal" {
+				at = append(at, now)
+			}
+			var rep *engine.Report
+			if seen != nil {
+				rep = seen(now)
+			}
+			if rep != nil {
+				p.Observe(rep, now)
+			}
+		}
+	}
+}
+
+// With Codex's tokens (renewed every 8 days): every 5 minutes from 5
+// minutes before the renewal point to an hour after it, then at 2 h, 4 h
+// and every 2 hours while nothing changes. A day costs at most 25 extra
+// passes.
+func TestNearRenewalChecksWithLongLivedTokens(t *testing.T) {
+	start := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
+	p := nearPlanner(t, start, start, 10*24*time.Hour)
+	at := run(p, start, start.Add(24*time.Hour), nil)
+	// Observed at the renewal point itself: the window has begun.
+	var want []time.Time
+	for m := 5; m <= 60; m += 5 {
+		want = append(want, start.Add(time.Duration(m)*time.Minute))
+	}
+	for h := 2; h <= 24; h += 2 {
+		want = append(want, start.Add(time.Duration(h)*time.Hour))
+	}
+	if !slices.Equal(at, want) {
+		t.Fatalf("looks at\n%v\nwant\n%v", at, want)
+	}
+	if n := len(at); n > 25 {
+		t.Fatalf("%d near-renewal passes in a day; the budget is 25", n)
+	}
+}
+
+// Before the window nothing is spent: a copy renewed a day ago is not
+// looked at until its renewal point (8 days on) comes near.
+func TestNearRenewalCostsNothingFarFromRenewal(t *testing.T) {
+	start := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
+	p := nearPlanner(t, start, start.Add(7*24*time.Hour), 10*24*time.Hour)
+	if at := run(p, start, start.Add(6*24*time.Hour), nil); len(at) != 0 {
+		t.Fatalf("%d looks six days before renewal", len(at))
+	}
+}
+
+// A token that lives a little over Codex's five-minute lead (the
+// simulation's): checks every 10 seconds around its renewal.
+func TestNearRenewalChecksWithShortLivedTokens(t *testing.T) {
+	start := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
+	renew := start.Add(2 * time.Second)
+	p := nearPlanner(t, start, renew, 302*time.Second)
+	at := run(p, start, start.Add(time.Minute), nil)
+	every := 302 * time.Second / 30
+	if len(at) != 5 || !at[0].Equal(start.Add(every)) || at[1].Sub(at[0]) != every {
+		t.Fatalf("checks at %v; want every %v", at, every)
+	}
+}
+
+// Once a pass installs a newer copy, the checks move to its renewal.
+func TestNearRenewalFollowsTheInstalledCopy(t *testing.T) {
+	start := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
+	renew := start.Add(time.Hour)
+	p := nearPlanner(t, start, renew, 10*24*time.Hour)
+	later := renew.Add(10 * 24 * time.Hour)
+	at := run(p, start, start.Add(3*time.Hour), func(now time.Time) *engine.Report {
+		if now.Before(renew) {
+			return &engine.Report{Outcomes: []engine.Outcome{{Name: "codex", State: "fresh", RefreshAt: renew, TokenLife: 10 * 24 * time.Hour}}}
+		}
+		// Another workspace renewed; this pass installed its copy.
+		return &engine.Report{Outcomes: []engine.Outcome{{Name: "codex", State: "fresh", RefreshAt: later, TokenLife: 10 * 24 * time.Hour}}}
+	})
+	if want := []time.Time{renew.Add(-5 * time.Minute), renew}; !slices.Equal(at, want) {
+		t.Fatalf("checks at %v; want %v, then none", at, want)
+	}
+	if next, why := p.NextRefresh("codex"); why != "schedule" || !next.Equal(start.Add(24*time.Hour)) {
+		t.Fatalf("next %v (%s)", next, why)
+	}
+}
+
+func TestBusyFileIsLookedAtAgainSoon(t *testing.T) {
+	start := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
+	p := nearPlanner(t, start, start.Add(48*time.Hour), 10*24*time.Hour)
+	p.Observe(&engine.Report{Outcomes: []engine.Outcome{{Name: "codex", State: "fresh", Error: "still being written", Class: engine.ClassBusy}}}, start)
+	if next, why := p.NextRefresh("codex"); why != "retry" || !next.Equal(start.Add(busyRetry)) {
+		t.Fatalf("next %v (%s)", next, why)
+	}
+}
