@@ -23,11 +23,12 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/veraticus/egoengine/internal/health/check"
+	"github.com/veraticus/egoengine/internal/health/statedir"
+	"github.com/veraticus/egoengine/internal/health/status"
 	"github.com/veraticus/egoengine/internal/secrets/config"
 	"github.com/veraticus/egoengine/internal/secrets/engine"
 	"github.com/veraticus/egoengine/internal/secrets/source"
 	"github.com/veraticus/egoengine/internal/secrets/source/onepassword/opservice"
-	"github.com/veraticus/egoengine/internal/health/status"
 )
 
 var (
@@ -134,8 +135,8 @@ func BenchmarkPassUnchanged50(b *testing.B) {
 		b.Fatal(err)
 	}
 	src := source.NewDir(cfg.Source.Dir)
-	eng := &engine.Engine{Config: cfg, Source: src, Home: dir, StateDir: status.Dir(dir), Log: zap.NewNop(),
-		Checker: check.New(check.Options{StageDir: filepath.Join(status.Dir(dir), "stage")})}
+	eng := &engine.Engine{Config: cfg, Source: src, Home: dir, StateDir: statedir.Path(dir), Log: zap.NewNop(),
+		Checker: check.New(check.Options{StageDir: filepath.Join(statedir.Path(dir), "stage")})}
 	if _, err := eng.Pass(context.Background(), engine.Options{}); err != nil {
 		b.Fatal(err)
 	}
@@ -220,7 +221,7 @@ func BenchmarkDaemon(b *testing.B) {
 
 func daemonPID(b *testing.B, home string) int {
 	var d status.Daemon
-	data, err := os.ReadFile(filepath.Join(status.Dir(home), status.DaemonFile))
+	data, err := os.ReadFile(filepath.Join(statedir.Path(home), statedir.DaemonFile))
 	if err != nil || json.Unmarshal(data, &d) != nil || d.PID == 0 {
 		b.Fatalf("no daemon: %v", err)
 	}

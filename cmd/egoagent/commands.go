@@ -14,6 +14,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/veraticus/egoengine/internal/health/printable"
+	"github.com/veraticus/egoengine/internal/health/statedir"
 	"github.com/veraticus/egoengine/internal/health/status"
 	"github.com/veraticus/egoengine/internal/secrets/config"
 	"github.com/veraticus/egoengine/internal/secrets/daemon"
@@ -224,12 +225,12 @@ func metadataCommand() *cli.Command {
 				fmt.Fprintln(c.App.Writer, "egoagent: HOME is not set")
 				return nil
 			}
-			st, err := status.Load(status.Dir(home))
+			st, err := status.Load(statedir.Path(home))
 			if err != nil {
 				fmt.Fprintln(c.App.Writer, "egoagent: state unreadable, run egoagent status")
 				return nil
 			}
-			if status.CheckHome(st, status.Dir(home), home) != nil {
+			if status.CheckHome(st, statedir.Path(home), home) != nil {
 				fmt.Fprintln(c.App.Writer, "egoagent: state folder shared with another home, run egoagent status")
 				return nil
 			}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/veraticus/egoengine/internal/health/statedir"
 	"github.com/veraticus/egoengine/internal/health/status"
 	"github.com/veraticus/egoengine/internal/secrets/config"
 	"github.com/veraticus/egoengine/internal/secrets/daemon"
@@ -94,7 +95,7 @@ func startCommand() *cli.Command {
 			}
 			ctx, cancel := context.WithTimeout(c.Context, deadline)
 			defer cancel()
-			if err := status.EnsureDir(e.stateDir); err != nil {
+			if err := statedir.Ensure(e.stateDir); err != nil {
 				return err
 			}
 			if err := daemon.CheckSocket(e.stateDir); err != nil {
@@ -107,8 +108,8 @@ func startCommand() *cli.Command {
 					return err
 				}
 			}
-			logPath := filepath.Join(e.stateDir, status.LogFile)
-			if !status.DaemonAlive(e.stateDir) {
+			logPath := filepath.Join(e.stateDir, statedir.LogFile)
+			if !statedir.DaemonAlive(e.stateDir) {
 				if err := spawnDaemon(e.configPath(), logPath); err != nil {
 					return err
 				}
@@ -162,7 +163,7 @@ func callWhenUp(ctx context.Context, stateDir string, req daemon.Request) (*daem
 		if !errors.Is(err, daemon.ErrNoDaemon) {
 			return resp, err
 		}
-		if time.Since(begin) > 3*time.Second && !status.DaemonAlive(stateDir) {
+		if time.Since(begin) > 3*time.Second && !statedir.DaemonAlive(stateDir) {
 			return nil, errors.New("the daemon did not start")
 		}
 		select {

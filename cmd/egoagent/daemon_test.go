@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/veraticus/egoengine/internal/health/status"
+	"github.com/veraticus/egoengine/internal/health/statedir"
 )
 
 const twoSecondSchedule = `
@@ -178,7 +178,7 @@ func TestSIGTERMStopsCleanly(t *testing.T) {
 	if len(entries) != 1 {
 		t.Fatalf("folder holds %d entries after the stop", len(entries))
 	}
-	if _, err := os.Stat(filepath.Join(w.stateDir(), status.Socket)); err == nil {
+	if _, err := os.Stat(filepath.Join(w.stateDir(), statedir.Socket)); err == nil {
 		t.Fatal("the socket was left behind")
 	}
 }
@@ -237,7 +237,7 @@ func TestConcurrentRefreshes(t *testing.T) {
 		t.Error(e)
 	}
 	// The daemon logs the start and end of each pass: they must alternate.
-	f, err := os.Open(filepath.Join(w.stateDir(), status.LogFile))
+	f, err := os.Open(filepath.Join(w.stateDir(), statedir.LogFile))
 	if err != nil {
 		t.Fatal(err)
 	}

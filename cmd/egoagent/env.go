@@ -16,7 +16,7 @@ import (
 
 	"github.com/veraticus/egoengine/internal/health/check"
 	"github.com/veraticus/egoengine/internal/health/printable"
-	"github.com/veraticus/egoengine/internal/health/status"
+	"github.com/veraticus/egoengine/internal/health/statedir"
 	"github.com/veraticus/egoengine/internal/secrets/config"
 	"github.com/veraticus/egoengine/internal/secrets/daemon"
 	"github.com/veraticus/egoengine/internal/secrets/engine"
@@ -64,7 +64,7 @@ func newEnv(c *cli.Context) (*env, error) {
 	if err != nil {
 		return nil, usageError{err}
 	}
-	return &env{home: home, stateDir: status.Dir(home), log: log, c: c}, nil
+	return &env{home: home, stateDir: statedir.Path(home), log: log, c: c}, nil
 }
 
 // configPath is absolute, so that the daemon and its clients can tell
@@ -154,7 +154,7 @@ func (e *env) newEngine(cfg *config.Config) (eng *engine.Engine, done func(), er
 		Checker: check.New(check.Options{
 			CodexCommand: cfg.Check.CodexCommand,
 			Timeout:      cfg.Check.Timeout,
-			StageDir:     filepath.Join(e.stateDir, status.StageDir),
+			StageDir:     filepath.Join(e.stateDir, statedir.StageDir),
 		}),
 		Home:     e.home,
 		StateDir: e.stateDir,

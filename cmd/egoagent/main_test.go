@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/veraticus/egoengine/internal/health/statedir"
 	"github.com/veraticus/egoengine/internal/health/status"
 )
 
@@ -156,7 +157,7 @@ func (w *workspace) egoagent(args ...string) (stdout, stderr string, code int) {
 	return o.String(), e.String(), code
 }
 
-func (w *workspace) stateDir() string { return status.Dir(w.home) }
+func (w *workspace) stateDir() string { return statedir.Path(w.home) }
 
 func (w *workspace) state() *status.State {
 	w.t.Helper()

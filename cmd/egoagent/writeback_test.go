@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/veraticus/egoengine/internal/health/check/checktest"
+	"github.com/veraticus/egoengine/internal/health/statedir"
 	"github.com/veraticus/egoengine/internal/health/status"
 )
 
@@ -81,7 +82,7 @@ func TestDaemonWaitsOutASlowRewriteThenUploads(t *testing.T) {
 
 	defer func() {
 		if t.Failed() {
-			log, _ := os.ReadFile(filepath.Join(w.stateDir(), status.LogFile))
+			log, _ := os.ReadFile(filepath.Join(w.stateDir(), statedir.LogFile))
 			t.Logf("log:\n%s", log)
 			out, _, _ := w.egoagent("status")
 			t.Logf("status:\n%s", out)
@@ -107,7 +108,7 @@ func TestDaemonWaitsOutASlowRewriteThenUploads(t *testing.T) {
 	if w.read(".codex/auth.json") != string(renewed) {
 		t.Fatalf("installed file after upload: %q", w.read(".codex/auth.json"))
 	}
-	log, _ := os.ReadFile(filepath.Join(w.stateDir(), status.LogFile))
+	log, _ := os.ReadFile(filepath.Join(w.stateDir(), statedir.LogFile))
 	if !strings.Contains(string(log), "file still being written; not judged") {
 		t.Fatal("no pass met the file mid-write: the test did not test the wait")
 	}

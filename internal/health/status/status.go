@@ -5,17 +5,14 @@
 // The state file holds times, outcomes and safe summaries, never a secret:
 // to tell whether an installed file is the one egoagent wrote, it keeps a
 // keyed fingerprint (HMAC-SHA256 under a random per-home key), so that the
-// state file cannot be used to confirm a guess of a short secret.
+// state file cannot be used to confirm a guess of a short secret (see
+// statedir.Fingerprinter).
 //
 // Rendering reads only the state folder. It must stay cheap: Coder runs the
 // metadata command every few seconds in every workspace.
 package status
 
 import (
-	"crypto/hmac"
-	"crypto/rand"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -23,9 +20,9 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"syscall"
 	"time"
 
+	"github.com/veraticus/egoengine/internal/health/statedir"
 	"github.com/veraticus/egoengine/internal/secrets/secretfile"
 )
 
@@ -137,48 +134,21 @@ func (s *State) Find(name string) *Secret {
 
 const stateVersion = 1
 
-// Dir returns the state folder for home: ~/.local/state/egoagent.
-func Dir(home string) string { return filepath.Join(home, ".local", "state", "egoagent") }
-
-// File names inside the state folder.
-const (
-	StateFile  = "state.json"
-	DaemonFile = "daemon.json"
-	DaemonLock = "daemon.lock" // held by the running daemon for its whole life
-	LogFile    = "egoagent.log"
-	Socket     = "control.sock"
-	LockFile   = "lock"
-	keyFile    = "fingerprint.key"
-	StageDir   = "stage"
-)
-
-// EnsureDir creates the state folder with mode 0700 (and tightens it if it
-// exists), since it holds the control socket and the fingerprint key.
-func EnsureDir(dir string) error {
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return fmt.Errorf("cannot create the state folder %s: %w", dir, err)
-	}
-	if err := os.Chmod(dir, 0o700); err != nil {
-		return fmt.Errorf("cannot set mode 0700 on the state folder %s: %w", dir, err)
-	}
-	return nil
-}
-
 // Load reads the state file in dir, with the daemon's report merged in. A
 // missing file is an empty state.
 func Load(dir string) (*State, error) {
 	var s State
-	if err := readJSON(filepath.Join(dir, StateFile), &s); err != nil {
+	if err := readJSON(filepath.Join(dir, statedir.StateFile), &s); err != nil {
 		return nil, err
 	}
 	var d Daemon
 	// The daemon rewrites its report whenever anything changes: a damaged
 	// one is as good as none, and must not stop status from showing the rest.
-	if err := readJSON(filepath.Join(dir, DaemonFile), &d); err != nil {
+	if err := readJSON(filepath.Join(dir, statedir.DaemonFile), &d); err != nil {
 		d = Daemon{}
 	}
 	if d.PID != 0 {
-		d.Running = DaemonAlive(dir)
+		d.Running = statedir.DaemonAlive(dir)
 		s.Daemon = &d
 		if d.Running {
 			for i := range s.Secrets {
@@ -238,12 +208,12 @@ func Save(dir string, s *State) error {
 	for i := range c.Secrets {
 		c.Secrets[i].NextRefresh, c.Secrets[i].NextWhy = time.Time{}, ""
 	}
-	return writeJSON(filepath.Join(dir, StateFile), &c)
+	return writeJSON(filepath.Join(dir, statedir.StateFile), &c)
 }
 
 // SaveDaemon writes the daemon's report atomically.
 func SaveDaemon(dir string, d *Daemon) error {
-	return writeJSON(filepath.Join(dir, DaemonFile), d)
+	return writeJSON(filepath.Join(dir, statedir.DaemonFile), d)
 }
 
 func writeJSON(path string, v any) error {
@@ -255,21 +225,6 @@ func writeJSON(path string, v any) error {
 		return fmt.Errorf("cannot save %s: %w", path, err)
 	}
 	return nil
-}
-
-// DaemonAlive reports whether a daemon holds the daemon lock in dir. The
-// kernel drops an flock when its holder dies, so this never believes a
-// stale PID.
-func DaemonAlive(dir string) bool {
-	f, err := os.Open(filepath.Join(dir, DaemonLock))
-	if err != nil {
-		return false
-	}
-	defer f.Close()
-	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_SH|syscall.LOCK_NB); err != nil {
-		return errors.Is(err, syscall.EWOULDBLOCK)
-	}
-	return false
 }
 
 // HomeID names a home for the ownership checks: its real path, so that a
@@ -311,31 +266,4 @@ func CheckHome(s *State, dir, home string) error {
 		return &ForeignError{Dir: dir, Owner: s.Home, Home: id}
 	}
 	return nil
-}
-
-// Fingerprinter computes keyed fingerprints of file contents.
-type Fingerprinter struct{ key []byte }
-
-// NewFingerprinter loads the per-home key from dir, creating it on first use.
-func NewFingerprinter(dir string) (*Fingerprinter, error) {
-	p := filepath.Join(dir, keyFile)
-	key, err := os.ReadFile(p)
-	if err == nil && len(key) == 32 {
-		return &Fingerprinter{key: key}, nil
-	}
-	key = make([]byte, 32)
-	if _, err := rand.Read(key); err != nil {
-		return nil, err
-	}
-	if err := secretfile.Replace(p, key, 0o600); err != nil {
-		return nil, fmt.Errorf("cannot create the fingerprint key: %w", err)
-	}
-	return &Fingerprinter{key: key}, nil
-}
-
-// Sum returns the fingerprint of data.
-func (f *Fingerprinter) Sum(data []byte) string {
-	m := hmac.New(sha256.New, f.key)
-	m.Write(data)
-	return hex.EncodeToString(m.Sum(nil)[:16])
 }

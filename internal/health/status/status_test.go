@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/veraticus/egoengine/internal/health/statedir"
 )
 
 var now = time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)
@@ -66,11 +68,11 @@ func TestSaveLoadKeepsDaemonApart(t *testing.T) {
 	if st.Secrets[0].NextRefresh.IsZero() {
 		t.Fatal("Save changed the caller's state")
 	}
-	b, _ := os.ReadFile(filepath.Join(dir, StateFile))
+	b, _ := os.ReadFile(filepath.Join(dir, statedir.StateFile))
 	if bytes.Contains(b, []byte(`"daemon"`)) || bytes.Contains(b, []byte(`next_refresh`)) {
 		t.Fatalf("state file holds the daemon's part:\n%s", b)
 	}
-	fi, _ := os.Stat(filepath.Join(dir, StateFile))
+	fi, _ := os.Stat(filepath.Join(dir, statedir.StateFile))
 	if fi.Mode().Perm() != 0o600 {
 		t.Fatalf("state file mode %v", fi.Mode())
 	}
@@ -88,14 +90,14 @@ func TestSaveLoadKeepsDaemonApart(t *testing.T) {
 
 func TestDamagedStateSaysWhatToDo(t *testing.T) {
 	dir := t.TempDir()
-	os.WriteFile(filepath.Join(dir, StateFile), []byte("{"), 0o600)
+	os.WriteFile(filepath.Join(dir, statedir.StateFile), []byte("{"), 0o600)
 	_, err := Load(dir)
 	var d *DamagedError
 	if !errors.As(err, &d) || !strings.Contains(err.Error(), "the next pass (egoagent sync or refresh) moves it aside") {
 		t.Fatalf("err = %v", err)
 	}
 	moved, err := MoveAside(d)
-	if err != nil || moved != filepath.Join(dir, StateFile)+".damaged" {
+	if err != nil || moved != filepath.Join(dir, statedir.StateFile)+".damaged" {
 		t.Fatalf("MoveAside = %q, %v", moved, err)
 	}
 	if st, err := Load(dir); err != nil || len(st.Secrets) != 0 {
@@ -108,7 +110,7 @@ func TestDamagedStateSaysWhatToDo(t *testing.T) {
 func TestDamagedDaemonReportIsIgnored(t *testing.T) {
 	dir := t.TempDir()
 	Save(dir, &State{Secrets: []Secret{{Name: "a", State: Fresh}}})
-	os.WriteFile(filepath.Join(dir, DaemonFile), []byte("{\x00"), 0o600)
+	os.WriteFile(filepath.Join(dir, statedir.DaemonFile), []byte("{\x00"), 0o600)
 	st, err := Load(dir)
 	if err != nil || st.Daemon != nil || len(st.Secrets) != 1 {
 		t.Fatalf("%+v, %v", st, err)
@@ -126,19 +128,19 @@ func TestCheckHome(t *testing.T) {
 	os.Symlink(a, link)
 	st := &State{Home: HomeID(a)}
 	for home, ok := range map[string]bool{a: true, link: true, a + "/": true, b: false, base: false} {
-		err := CheckHome(st, Dir(home), home)
+		err := CheckHome(st, statedir.Path(home), home)
 		var fe *ForeignError
 		if ok != (err == nil) || (!ok && !errors.As(err, &fe)) {
 			t.Errorf("home %s: %v", home, err)
 		}
 	}
-	if err := CheckHome(&State{}, Dir(b), b); err != nil {
+	if err := CheckHome(&State{}, statedir.Path(b), b); err != nil {
 		t.Errorf("a state with no owner yet: %v", err)
 	}
 	os.MkdirAll(filepath.Join(a, ".local/state/egoagent"), 0o700)
 	os.MkdirAll(filepath.Join(b, ".local/state"), 0o700)
-	os.Symlink(filepath.Join(a, ".local/state/egoagent"), Dir(b))
-	err := CheckHome(st, Dir(b), b)
+	os.Symlink(filepath.Join(a, ".local/state/egoagent"), statedir.Path(b))
+	err := CheckHome(st, statedir.Path(b), b)
 	if err == nil || !strings.Contains(err.Error(), "symbolic link to "+filepath.Join(a, ".local/state/egoagent")) || !strings.Contains(err.Error(), a) {
 		t.Fatalf("err = %v", err)
 	}
@@ -150,20 +152,6 @@ func TestJSONLeavesOutFingerprints(t *testing.T) {
 	var back State
 	if err := json.Unmarshal(b.Bytes(), &back); err != nil || back.Secrets[0].Name != "a" || strings.Contains(b.String(), "deadbeef") {
 		t.Fatalf("%v\n%s", err, b.String())
-	}
-}
-
-func TestFingerprintsAreKeyedPerHome(t *testing.T) {
-	a, _ := NewFingerprinter(t.TempDir())
-	b, _ := NewFingerprinter(t.TempDir())
-	if a.Sum([]byte("1234")) == b.Sum([]byte("1234")) {
-		t.Fatal("two homes give the same fingerprint: a short secret could be confirmed from the state file")
-	}
-	dir := t.TempDir()
-	a1, _ := NewFingerprinter(dir)
-	a2, _ := NewFingerprinter(dir)
-	if a1.Sum([]byte("x")) != a2.Sum([]byte("x")) {
-		t.Fatal("the key is not kept")
 	}
 }
 

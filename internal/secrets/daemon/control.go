@@ -12,6 +12,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/veraticus/egoengine/internal/health/statedir"
 	"github.com/veraticus/egoengine/internal/health/status"
 	"github.com/veraticus/egoengine/internal/secrets/engine"
 )
@@ -78,7 +79,7 @@ func Call(ctx context.Context, stateDir string, req Request) (*Response, error) 
 	return &resp, nil
 }
 
-func socketPath(stateDir string) string { return stateDir + "/" + status.Socket }
+func socketPath(stateDir string) string { return stateDir + "/" + statedir.Socket }
 
 // maxSocketPath is what fits in sockaddr_un.sun_path, less its final NUL.
 const maxSocketPath = 107

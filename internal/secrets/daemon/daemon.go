@@ -29,6 +29,7 @@ import (
 	"github.com/fsnotify/fsnotify"
 	"go.uber.org/zap"
 
+	"github.com/veraticus/egoengine/internal/health/statedir"
 	"github.com/veraticus/egoengine/internal/health/status"
 	"github.com/veraticus/egoengine/internal/secrets/config"
 	"github.com/veraticus/egoengine/internal/secrets/engine"
@@ -53,7 +54,7 @@ func Load(path, home string) (*Loaded, error) {
 	if err != nil {
 		return nil, err
 	}
-	cfg, err := config.Parse(path, data, config.Env{Home: home, StateDir: status.Dir(home)})
+	cfg, err := config.Parse(path, data, config.Env{Home: home, StateDir: statedir.Path(home)})
 	if err != nil {
 		return nil, err
 	}
@@ -102,7 +103,7 @@ type result struct {
 // arranges the latter through ctx). It returns ErrRunning when another
 // daemon holds the state folder.
 func (d *Daemon) Serve(ctx context.Context) error {
-	if err := status.EnsureDir(d.StateDir); err != nil {
+	if err := statedir.Ensure(d.StateDir); err != nil {
 		return err
 	}
 	// Before the lock: another home's daemon holding it must not read as
@@ -112,7 +113,10 @@ func (d *Daemon) Serve(ctx context.Context) error {
 			return err
 		}
 	}
-	unlock, err := lockDaemon(d.StateDir)
+	unlock, err := statedir.LockDaemon(d.StateDir)
+	if errors.Is(err, statedir.ErrHeld) {
+		return ErrRunning
+	}
 	if err != nil {
 		return err
 	}
@@ -122,7 +126,7 @@ func (d *Daemon) Serve(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	fp, err := status.NewFingerprinter(d.StateDir)
+	fp, err := statedir.NewFingerprinter(d.StateDir)
 	if err != nil {
 		return err
 	}
@@ -159,7 +163,7 @@ func (d *Daemon) Serve(ctx context.Context) error {
 type server struct {
 	*Daemon
 	cur     *Loaded
-	fp      *status.Fingerprinter
+	fp      *statedir.Fingerprinter
 	plan    *Planner
 	watcher *fsnotify.Watcher
 	rng     *rand.Rand
@@ -282,7 +286,7 @@ func (s *server) serves(req Request) error {
 		return errors.New("the request does not say which home and configuration it is for; use the egoagent binary that started this daemon")
 	}
 	if id := status.HomeID(req.Home); id != s.info.Home {
-		return &status.ForeignError{Dir: status.Dir(req.Home), Owner: s.info.Home, Home: id, PID: s.info.PID}
+		return &status.ForeignError{Dir: statedir.Path(req.Home), Owner: s.info.Home, Home: id, PID: s.info.PID}
 	}
 	if !sameFile(req.Config, s.cur.Path) {
 		return fmt.Errorf("the running daemon (pid %d) uses the configuration %s, not %s; run egoagent with --config %s (or EGOAGENT_CONFIG), or stop the daemon (kill %d) and run egoagent start with the configuration you want", s.info.PID, s.cur.Path, req.Config, s.cur.Path, s.info.PID)
@@ -640,22 +644,4 @@ func (s *server) accept(ctx context.Context, l net.Listener) {
 			json.NewEncoder(conn).Encode(<-reply)
 		}()
 	}
-}
-
-// lockDaemon takes the daemon lock for the life of the process, or reports
-// ErrRunning with the holder's pid.
-func lockDaemon(stateDir string) (func(), error) {
-	p := filepath.Join(stateDir, status.DaemonLock)
-	f, err := os.OpenFile(p, os.O_RDWR|os.O_CREATE, 0o600)
-	if err != nil {
-		return nil, fmt.Errorf("cannot open %s: %w", p, err)
-	}
-	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
-		f.Close()
-		if errors.Is(err, syscall.EWOULDBLOCK) {
-			return nil, ErrRunning
-		}
-		return nil, fmt.Errorf("cannot lock %s: %w", p, err)
-	}
-	return func() { f.Close() }, nil
 }

@@ -10,7 +10,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/veraticus/egoengine/internal/health/check"
-	"github.com/veraticus/egoengine/internal/health/status"
+	"github.com/veraticus/egoengine/internal/health/statedir"
 	"github.com/veraticus/egoengine/internal/secrets/config"
 	"github.com/veraticus/egoengine/internal/secrets/engine"
 	"github.com/veraticus/egoengine/internal/secrets/source"
@@ -54,7 +54,7 @@ func simulate(t *testing.T, cfgTOML string, fail source.Class, length time.Durat
 	start := time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC)
 	now := start
 	eng := &engine.Engine{
-		Config: cfg, Source: src, Home: home, StateDir: status.Dir(home), Log: zap.NewNop(),
+		Config: cfg, Source: src, Home: home, StateDir: statedir.Path(home), Log: zap.NewNop(),
 		Checker: check.New(check.Options{StageDir: filepath.Join(home, "stage")}),
 		Now:     func() time.Time { return now },
 	}

@@ -8,6 +8,7 @@ import (
 	"syscall"
 	"testing"
 
+	"github.com/veraticus/egoengine/internal/health/statedir"
 	"github.com/veraticus/egoengine/internal/health/status"
 	"github.com/veraticus/egoengine/internal/secrets/source"
 )
@@ -226,7 +227,7 @@ func TestPassOverAnUnchangedVaultWritesNothing(t *testing.T) {
 	})
 	h.src.AddDocument("egoengine", "home/.dup", "two")
 	h.pass(Options{})
-	stateFile := filepath.Join(h.eng.StateDir, status.StateFile)
+	stateFile := filepath.Join(h.eng.StateDir, statedir.StateFile)
 	before := snapshot(t, h.home, stateFile, h.eng.StateDir)
 	for i := 0; i < 3; i++ {
 		rep := h.pass(Options{})

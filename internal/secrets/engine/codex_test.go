@@ -11,6 +11,7 @@ import (
 
 	"github.com/veraticus/egoengine/internal/health/check"
 	"github.com/veraticus/egoengine/internal/health/check/checktest"
+	"github.com/veraticus/egoengine/internal/health/statedir"
 	"github.com/veraticus/egoengine/internal/health/status"
 	"github.com/veraticus/egoengine/internal/secrets/config"
 	"github.com/veraticus/egoengine/internal/secrets/source/sourcetest"
@@ -37,7 +38,7 @@ policy = "consumer-rewrites"
 	}
 	h := &harness{t: t, home: home, src: sourcetest.New(map[string]string{codexRef: string(in1Password)})}
 	h.eng = &Engine{
-		Config: cfg, Source: h.src, Home: home, StateDir: status.Dir(home), Log: zap.NewNop(),
+		Config: cfg, Source: h.src, Home: home, StateDir: statedir.Path(home), Log: zap.NewNop(),
 		Checker: check.New(check.Options{CodexCommand: codex, StageDir: checktest.StageDir(t), Timeout: 20 * time.Second}),
 	}
 	return h

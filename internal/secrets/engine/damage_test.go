@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/veraticus/egoengine/internal/health/statedir"
 	"github.com/veraticus/egoengine/internal/health/status"
 )
 
@@ -23,7 +24,7 @@ func TestDamagedStateFileIsSetAsideAndThePassGoesOn(t *testing.T) {
 	} {
 		t.Run(name, func(t *testing.T) {
 			h := newHarness(t, jsonSecret, map[string]string{"op://egoengine/Service/config.json": `{"v":1}`})
-			stateFile := filepath.Join(h.eng.StateDir, status.StateFile)
+			stateFile := filepath.Join(h.eng.StateDir, statedir.StateFile)
 			os.MkdirAll(h.eng.StateDir, 0o700)
 			os.WriteFile(stateFile, []byte(junk), 0o600)
 

@@ -26,6 +26,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/veraticus/egoengine/internal/health/check"
+	"github.com/veraticus/egoengine/internal/health/statedir"
 	"github.com/veraticus/egoengine/internal/health/status"
 	"github.com/veraticus/egoengine/internal/secrets/config"
 	"github.com/veraticus/egoengine/internal/secrets/secretfile"
@@ -162,10 +163,10 @@ func (e *Engine) Pass(ctx context.Context, opts Options) (*Report, error) {
 	if err := e.validNames(opts.Names); err != nil {
 		return nil, err
 	}
-	if err := status.EnsureDir(e.StateDir); err != nil {
+	if err := statedir.Ensure(e.StateDir); err != nil {
 		return nil, err
 	}
-	unlock, err := Lock(ctx, e.StateDir)
+	unlock, err := statedir.LockPass(ctx, e.StateDir)
 	if err != nil {
 		return nil, err
 	}
@@ -193,7 +194,7 @@ func (e *Engine) Pass(ctx context.Context, opts Options) (*Report, error) {
 		return nil, err
 	}
 	st.Home = status.HomeID(e.Home)
-	fp, err := status.NewFingerprinter(e.StateDir)
+	fp, err := statedir.NewFingerprinter(e.StateDir)
 	if err != nil {
 		return nil, err
 	}
@@ -470,7 +471,7 @@ func (e *Engine) mirrorOf(sec status.Secret) string {
 }
 
 // apply decides and carries out what happens to one secret, updating sec.
-func (e *Engine) apply(ctx context.Context, t *target, sec *status.Secret, fp *status.Fingerprinter, force bool) Outcome {
+func (e *Engine) apply(ctx context.Context, t *target, sec *status.Secret, fp *statedir.Fingerprinter, force bool) Outcome {
 	now := e.now()
 	sec.Name, sec.Ref, sec.Policy = t.name, t.ref.String(), string(t.policy)
 	if t.path != "" {

@@ -15,6 +15,7 @@ import (
 	"go.uber.org/zap/zapcore"
 
 	"github.com/veraticus/egoengine/internal/health/check"
+	"github.com/veraticus/egoengine/internal/health/statedir"
 	"github.com/veraticus/egoengine/internal/health/status"
 	"github.com/veraticus/egoengine/internal/secrets/config"
 	"github.com/veraticus/egoengine/internal/secrets/source"
@@ -41,10 +42,10 @@ func newHarness(t *testing.T, configTOML string, values map[string]string) *harn
 	logs := &bytes.Buffer{}
 	core := zapcore.NewCore(zapcore.NewJSONEncoder(zap.NewProductionEncoderConfig()), zapcore.AddSync(logs), zapcore.DebugLevel)
 	h := &harness{t: t, home: home, src: sourcetest.New(values), logs: logs}
-	stateDir := status.Dir(home)
+	stateDir := statedir.Path(home)
 	h.eng = &Engine{
 		Config: cfg, Source: h.src, Home: home, StateDir: stateDir, Log: zap.New(core),
-		Checker: check.New(check.Options{StageDir: filepath.Join(stateDir, status.StageDir), Timeout: 10 * time.Second}),
+		Checker: check.New(check.Options{StageDir: filepath.Join(stateDir, statedir.StageDir), Timeout: 10 * time.Second}),
 	}
 	return h
 }
@@ -289,7 +290,7 @@ func TestCanaryNeverLeaks(t *testing.T) {
 	h.src.Fail(source.ClassUnreachable)
 	reports = append(reports, h.pass(Options{}))
 
-	st, _ := os.ReadFile(filepath.Join(h.eng.StateDir, status.StateFile))
+	st, _ := os.ReadFile(filepath.Join(h.eng.StateDir, statedir.StateFile))
 	rj, _ := json.Marshal(reports)
 	for what, b := range map[string][]byte{"log": h.logs.Bytes(), "state": st, "report": rj} {
 		if bytes.Contains(b, []byte(canary)) {

@@ -10,6 +10,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/veraticus/egoengine/internal/health/check"
+	"github.com/veraticus/egoengine/internal/health/statedir"
 	"github.com/veraticus/egoengine/internal/health/status"
 	"github.com/veraticus/egoengine/internal/secrets/secretfile"
 	"github.com/veraticus/egoengine/internal/secrets/source"
@@ -29,7 +30,7 @@ const uploadTries = 3
 // installed (note says why), or, when undated, the copies carry no dates to
 // compare and the caller applies the rule for undated files. installed is
 // the settled local file; ours says egoagent wrote it from the source.
-func (e *Engine) newest(ctx context.Context, t *target, sec *status.Secret, fp *status.Fingerprinter, installed []byte, ours, force bool, now time.Time) (note string, done, undated bool) {
+func (e *Engine) newest(ctx context.Context, t *target, sec *status.Secret, fp *statedir.Fingerprinter, installed []byte, ours, force bool, now time.Time) (note string, done, undated bool) {
 	local, lok := check.Date(t.check, installed)
 	fetched, fok := check.Date(t.check, t.value)
 	if !lok || !fok {
@@ -91,7 +92,7 @@ func (e *Engine) newest(ctx context.Context, t *target, sec *status.Secret, fp *
 // upload writes the installed file back to the source, only where the
 // source still holds the older copy this pass fetched. When another writer
 // got there first with a newer copy, that copy is installed instead.
-func (e *Engine) upload(ctx context.Context, t *target, sec *status.Secret, fp *status.Fingerprinter, installed []byte, local check.Stamp, why string, now time.Time) (note string, done, undated bool) {
+func (e *Engine) upload(ctx context.Context, t *target, sec *status.Secret, fp *statedir.Fingerprinter, installed []byte, local check.Stamp, why string, now time.Time) (note string, done, undated bool) {
 	kept := "kept the local file: it is newer than 1Password's copy (" + why + ")"
 	failed := func(err error, class source.Class) (string, bool, bool) {
 		sec.WriteBack = &status.WriteBack{At: now, Note: err.Error(), Class: string(class)}
