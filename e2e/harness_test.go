@@ -114,7 +114,7 @@ func newHarnessIn(t *testing.T, sub string) *harness {
 		runID:       mustEnv(t, "E2E_RUN_ID", "a unique id of this run, put in every started process's environment"),
 		runDir:      runDir,
 		repo:        mustEnv(t, "E2E_REPO", "the repository root"),
-		coderBin:    mustEnv(t, "E2E_CODER", "the coder binary (e2e/build-coder.sh)"),
+		coderBin:    mustEnv(t, "E2E_CODER", "the coder binary (scripts/e2e.sh build-coder)"),
 		egoagentBin: mustEnv(t, "E2E_EGOAGENT", "bin/egoagent (scripts/build.sh)"),
 		opHelperBin: mustEnv(t, "E2E_OP_HELPER", "egoagent-op built with -tags egoagent_optest (scripts/e2e.sh)"),
 		tofuBin:     mustEnv(t, "E2E_TOFU", "OpenTofu (scripts/tools.sh)"),

@@ -18,8 +18,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"os"
-	"path/filepath"
 	"strings"
 	"time"
 )
@@ -54,7 +52,9 @@ func ParseKind(s string) (Kind, error) {
 	return "", fmt.Errorf("unknown check %q: valid checks are %s", s, strings.Join(names, ", "))
 }
 
-// Defaults for Options fields left zero.
+// Defaults for Options fields left zero. They are also the configuration's
+// defaults for [check] (package config uses these, and
+// docs/configuration.md states them), so they are declared here alone.
 const (
 	DefaultCodexCommand = "codex"
 	DefaultTimeout      = 20 * time.Second
@@ -63,15 +63,17 @@ const (
 // Options configures a Checker. Zero fields take the defaults described.
 type Options struct {
 	// CodexCommand is the Codex CLI to run: a name looked up on PATH or a
-	// path. Default "codex".
+	// path. Default DefaultCodexCommand.
 	CodexCommand string
-	// Timeout bounds one check, child process included. Default 20s.
+	// Timeout bounds one check, child process included. Default
+	// DefaultTimeout.
 	Timeout time.Duration
 	// StageDir is a private folder (created 0700 when missing) in which each
 	// codex check makes its own staging folder, removed when the check ends.
 	// Keep it off /tmp: Codex will not create its helper links under a
-	// temporary directory and warns about it. Default
-	// ~/.local/state/egoagent/stage.
+	// temporary directory and warns about it. No default: the state
+	// folder's layout is not this package's to know (egoagent passes the
+	// stage folder inside it); a codex check without one fails.
 	StageDir string
 	// Now tells the time for expiry decisions. Default time.Now.
 	Now func() time.Time
@@ -90,11 +92,6 @@ func New(opts Options) *Checker {
 	}
 	if opts.Timeout <= 0 {
 		opts.Timeout = DefaultTimeout
-	}
-	if opts.StageDir == "" {
-		if home, err := os.UserHomeDir(); err == nil {
-			opts.StageDir = filepath.Join(home, ".local", "state", "egoagent", "stage")
-		}
 	}
 	if opts.Now == nil {
 		opts.Now = time.Now

@@ -335,7 +335,7 @@ func classifyLoginStatus(ok bool, ps *os.ProcessState, out []byte) loginOutcome 
 // OS keyring that might hold someone else's login.
 func (c *Checker) stage(content []byte) (string, error) {
 	if c.opts.StageDir == "" {
-		return "", errors.New("no staging folder configured and no home folder to default to")
+		return "", errors.New("no staging folder configured (Options.StageDir)")
 	}
 	root, err := filepath.Abs(c.opts.StageDir)
 	if err != nil {

@@ -40,7 +40,8 @@ func TestDateReadsCodexFile(t *testing.T) {
 	}
 }
 
-// The rule table of docs/egoagent.md ("Which copy is newer"), one row a case.
+// The order of dates in docs/egoagent.md ("Newest wins"), a case for each
+// rule and for each date that is passed over.
 func TestCompare(t *testing.T) {
 	now := time.Date(2030, 1, 1, 12, 0, 0, 0, time.UTC)
 	at := func(m int) time.Time { return now.Add(time.Duration(m) * time.Minute) }

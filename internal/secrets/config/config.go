@@ -49,7 +49,7 @@ const (
 
 // Config is a validated configuration.
 type Config struct {
-	File     string // where it was loaded from ("" for built-in)
+	File     string // where it was loaded from
 	Source   Source
 	Schedule Schedule
 	Check    Check
@@ -102,11 +102,13 @@ type Mirror struct {
 }
 
 // Defaults, chosen so that a config with only [[secret]] tables works.
+// Those of [check] are the checker's own, check.DefaultCodexCommand and
+// check.DefaultTimeout, declared there alone. docs/configuration.md states
+// them all; TestDocumentedDefaults holds the two to the same values.
 const (
 	DefaultRefresh       = "@every 6h"
 	DefaultJitter        = 10 * time.Minute
 	DefaultStartDeadline = 60 * time.Second
-	DefaultCheckTimeout  = 20 * time.Second
 	DefaultMode          = os.FileMode(0o600)
 	DefaultMirrorPrefix  = "home/"
 )
@@ -129,26 +131,21 @@ type Error struct {
 }
 
 func (e *Error) Error() string {
-	switch {
-	case e.File == "":
-		return "config: " + e.Msg
-	case e.Line > 0:
+	if e.Line > 0 {
 		return fmt.Sprintf("%s:%d: %s", e.File, e.Line, e.Msg)
-	default:
-		return e.File + ": " + e.Msg
 	}
+	return e.File + ": " + e.Msg
 }
 
 // Path returns the configuration file to use when none was named
 // ($EGOAGENT_CONFIG and --config are read by the command line):
 // ~/.config/egoagent/config.toml if it exists, else
-// /etc/egoagent/config.toml (the image's default).
+// /etc/egoagent/config.toml (the image's default). home is absolute: the
+// command line refuses to start without one.
 func Path(home string) string {
-	if home != "" {
-		p := filepath.Join(home, ".config", "egoagent", "config.toml")
-		if _, err := os.Stat(p); err == nil {
-			return p
-		}
+	p := filepath.Join(home, ".config", "egoagent", "config.toml")
+	if _, err := os.Stat(p); err == nil {
+		return p
 	}
 	return "/etc/egoagent/config.toml"
 }
@@ -257,14 +254,8 @@ func Parse(path string, data []byte, env Env) (*Config, error) {
 		}
 		stateDir = filepath.Clean(env.StateDir)
 	}
-	// The file itself, to refuse a secret that would overwrite it. A
-	// built-in configuration (path "") has none.
-	self := ""
-	if path != "" {
-		if abs, err := filepath.Abs(path); err == nil {
-			self = abs
-		}
-	}
+	// The file itself, to refuse a secret that would overwrite it.
+	self, _ := filepath.Abs(path)
 
 	c := &Config{File: path}
 
@@ -318,9 +309,9 @@ func Parse(path string, data []byte, env Env) (*Config, error) {
 
 	c.Check.CodexCommand = f.Check.CodexCommand
 	if c.Check.CodexCommand == "" {
-		c.Check.CodexCommand = "codex"
+		c.Check.CodexCommand = check.DefaultCodexCommand
 	}
-	if c.Check.Timeout, err = duration(f.Check.Timeout, DefaultCheckTimeout, `a time more than zero, such as "20s"`); err != nil {
+	if c.Check.Timeout, err = duration(f.Check.Timeout, check.DefaultTimeout, `a time more than zero, such as "20s"`); err != nil {
 		return nil, errf("check.timeout", "check.timeout: %v", err)
 	}
 	if c.Check.Timeout == 0 {
@@ -379,11 +370,10 @@ func Parse(path string, data []byte, env Env) (*Config, error) {
 		if err != nil {
 			return nil, errf(key("mode"), "%s: %v", label, err)
 		}
-		kind := check.Kind("none")
-		if s.Check != "" {
-			if kind, err = check.ParseKind(s.Check); err != nil {
-				return nil, errf(key("check"), "%s: %v", label, err)
-			}
+		// ParseKind owns the default: no check is check.KindNone.
+		kind, err := check.ParseKind(s.Check)
+		if err != nil {
+			return nil, errf(key("check"), "%s: %v", label, err)
 		}
 		policy := PolicyReplace
 		switch Policy(s.Policy) {

@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/veraticus/egoengine/internal/health/check"
 )
 
 const good = `# the image's config
@@ -43,7 +45,7 @@ func TestParseGood(t *testing.T) {
 	if c.Source.Kind != SourceOnePassword || c.Schedule.Refresh != "@every 6h" || c.Schedule.Jitter != 10*time.Minute {
 		t.Fatalf("source/schedule: %+v %+v", c.Source, c.Schedule)
 	}
-	if c.Schedule.StartDeadline != DefaultStartDeadline || c.Check.CodexCommand != "codex" || c.Check.Timeout != DefaultCheckTimeout {
+	if c.Schedule.StartDeadline != DefaultStartDeadline || c.Check.CodexCommand != check.DefaultCodexCommand || c.Check.Timeout != check.DefaultTimeout {
 		t.Fatalf("defaults: %+v %+v", c.Schedule, c.Check)
 	}
 	codex := c.Secrets[0]

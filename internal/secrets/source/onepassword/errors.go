@@ -25,7 +25,7 @@ var ErrSDKCoreBroken = errors.New("the 1Password SDK's core failed in this proce
 // are classified by substrings of those texts. Every substring below was
 // read from the SDK v0.4.1 core (internal/wasm/core.wasm), from the extism
 // host's HTTP function, or from an offline run against the real SDK; the
-// table test in onepassword_errors_test.go holds them.
+// table test in errors_test.go holds them.
 
 // cause is what went wrong, finer than Class, so that the message can say
 // what to do.

@@ -14,7 +14,7 @@ import (
 // sdkErrorTexts are error texts the SDK v0.4.1 produces, with the class each
 // must map to. Sources: strings in the core (internal/wasm/core.wasm), the
 // extism host's HTTP function (host.go), Go's net/http and net errors as
-// they come through it, and the offline runs in onepassword_test.go (marked
+// they come through it, and the offline runs in client_test.go (marked
 // "seen").
 var sdkErrorTexts = []struct {
 	text   string
