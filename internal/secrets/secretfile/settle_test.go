@@ -40,7 +40,9 @@ func TestSettledWaitsForARewriteInPlace(t *testing.T) {
 	next := []byte(`{"tokens": {"refresh_token": "rt-2"}, "last_refresh": "2030-01-01T00:00:00Z"}`)
 	done := slowWriter(t, path, next, 8, 20*time.Millisecond)
 
-	got, exists, err := Settled(context.Background(), path, 100*time.Millisecond, 5*time.Second)
+	// The quiet time is 25 pauses: a loaded machine (CI runs packages side
+	// by side on two cores) can stall the writer for several.
+	got, exists, err := Settled(context.Background(), path, 500*time.Millisecond, 5*time.Second)
 	<-done
 	if err != nil || !exists || string(got) != string(next) {
 		t.Fatalf("Settled = %q, %v, %v; want the whole new content", got, exists, err)
@@ -54,11 +56,11 @@ func TestSettledGivesUpOnAFileThatKeepsChanging(t *testing.T) {
 	if err := os.WriteFile(path, nil, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	big := make([]byte, 200) // a second of writing, longer than the wait
+	big := make([]byte, 300) // 1.5 s of writing, longer than the wait
 	done := slowWriter(t, path, big, 1, 5*time.Millisecond)
 	defer func() { <-done }()
 
-	got, exists, err := Settled(context.Background(), path, 50*time.Millisecond, 300*time.Millisecond)
+	got, exists, err := Settled(context.Background(), path, 250*time.Millisecond, 800*time.Millisecond)
 	if !errors.Is(err, ErrUnsettled) || !exists || got != nil {
 		t.Fatalf("Settled = %d bytes, %v, %v; want ErrUnsettled", len(got), exists, err)
 	}
