@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/veraticus/egoengine/internal/health/check/checktest"
+	"github.com/veraticus/egoengine/internal/health/status"
 	"github.com/veraticus/egoengine/internal/secrets/config"
 	"github.com/veraticus/egoengine/internal/secrets/daemon"
 	"github.com/veraticus/egoengine/internal/secrets/engine"
@@ -116,7 +117,7 @@ func nearPassesPerDay(b *testing.B) int {
 	}
 	start := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
 	p := daemon.NewPlanner(cfg, start, rand.New(rand.NewPCG(1, 2)))
-	p.Observe(&engine.Report{Outcomes: []engine.Outcome{{Name: "codex", State: "fresh",
+	p.Observe(&engine.Report{Outcomes: []engine.Outcome{{Name: "codex", State: status.Fresh,
 		RefreshAt: start.Add(6 * time.Hour), TokenLife: 10 * 24 * time.Hour}}}, start)
 	n := 0
 	for now := p.Next(); !now.After(start.Add(24 * time.Hour)); now = p.Next() {

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -16,8 +15,6 @@ import (
 	"github.com/veraticus/egoengine/internal/health/printable"
 	"github.com/veraticus/egoengine/internal/health/statedir"
 	"github.com/veraticus/egoengine/internal/health/status"
-	"github.com/veraticus/egoengine/internal/secrets/config"
-	"github.com/veraticus/egoengine/internal/secrets/daemon"
 	"github.com/veraticus/egoengine/internal/secrets/engine"
 )
 
@@ -29,43 +26,25 @@ func syncCommand() *cli.Command {
 		Flags: []cli.Flag{
 			&cli.DurationFlag{Name: "timeout", Usage: "give up after this long", Value: 2 * time.Minute},
 			&cli.BoolFlag{Name: "force", Usage: "install 1Password's copy even where the consumer-rewrites policy would keep the local file"},
-			// The daemon runs each pass as a child `sync` with these.
-			&cli.BoolFlag{Name: "config-stdin", Hidden: true, Usage: "read the configuration from stdin; --config names it"},
-			&cli.BoolFlag{Name: "report-json", Hidden: true, Usage: "print the report as JSON on stdout"},
-			&cli.StringFlag{Name: "trigger", Hidden: true, Value: "sync"},
-			&cli.StringSliceFlag{Name: "exclude", Hidden: true},
 		},
 		Action: func(c *cli.Context) error {
 			e, err := newEnv(c)
 			if err != nil {
 				return err
 			}
-			var cfg *config.Config
-			if c.Bool("config-stdin") {
-				data, rerr := io.ReadAll(os.Stdin)
-				if rerr != nil {
-					return rerr
-				}
-				cfg, err = config.Parse(e.configPath(), data, e.configEnv())
-				if err != nil {
-					err = usageError{err}
-				}
-			} else {
-				cfg, err = e.loadConfig()
-			}
+			cfg, err := e.loadConfig()
 			if err != nil {
-				return childReport(c, nil, err)
+				return err
 			}
-			eng, done, err := e.newEngine(cfg)
+			eng, err := engine.Open(cfg, e.setup())
 			if err != nil {
-				return childReport(c, nil, err)
+				return err
 			}
-			defer done()
+			defer eng.Close()
 			rep, err := runPass(c.Context, c.Duration("timeout"), eng, engine.Options{
-				Trigger: c.String("trigger"), Names: c.Args().Slice(),
-				Exclude: c.StringSlice("exclude"), Force: c.Bool("force"),
+				Trigger: "sync", Names: c.Args().Slice(), Force: c.Bool("force"),
 			})
-			return childReport(c, rep, err)
+			return reportOutcome(c.App.Writer, rep, err)
 		},
 	}
 }
@@ -78,9 +57,8 @@ const stopGrace = 2 * time.Second
 // timeout stop. The engine stops between two secrets; a source stuck where
 // it cannot see its context (a read that never returns) is abandoned after
 // stopGrace, and the process exits anyway: writes are atomic and the pass
-// lock is an flock, so leaving mid-pass loses nothing. That is also how a
-// pass ends with its daemon, which has the kernel send it SIGTERM when it
-// dies (see daemon.ChildRunner).
+// lock is an flock, so leaving mid-pass loses nothing. (The daemon runs its
+// passes through daemon.EngineRunner instead, and stops them itself.)
 func runPass(parent context.Context, timeout time.Duration, eng *engine.Engine, opts engine.Options) (*engine.Report, error) {
 	ctx, stop := signal.NotifyContext(parent, syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
@@ -112,34 +90,18 @@ func runPass(parent context.Context, timeout time.Duration, eng *engine.Engine, 
 	}
 }
 
-// childReport prints a pass's outcome: as JSON for the daemon that runs
-// this pass as a child, or as lines for a person.
-func childReport(c *cli.Context, rep *engine.Report, err error) error {
-	if !c.Bool("report-json") {
-		return reportOutcome(c.App.Writer, rep, err)
-	}
-	cr := daemon.ChildReport{Report: rep}
-	if err != nil {
-		cr.Error = err.Error()
-	}
-	if jerr := json.NewEncoder(c.App.Writer).Encode(cr); jerr != nil {
-		return jerr
-	}
-	return exitFor(rep, err)
-}
-
 // reportOutcome prints a pass's report a line per secret and turns it into
 // the contract's exit code. Names come from 1Password titles and errors from
 // anywhere: each is made printable, so that one secret is one line.
 func reportOutcome(w io.Writer, rep *engine.Report, err error) error {
 	if rep != nil {
 		for _, o := range rep.Outcomes {
-			line := fmt.Sprintf("%s: %s", printable.Name(o.Name), printable.Name(o.State))
+			line := fmt.Sprintf("%s: %s", printable.Name(o.Name), printable.Name(string(o.State)))
 			if o.Note != "" {
 				line += " (" + printable.Text(o.Note) + ")"
 			}
 			if o.Class != "" {
-				line += " (" + printable.Name(o.Class) + ")"
+				line += " (" + printable.Name(string(o.Class)) + ")"
 			}
 			if o.Error != "" {
 				line += ": " + printable.Text(o.Error)

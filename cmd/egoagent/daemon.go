@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
-	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"syscall"
@@ -40,10 +38,6 @@ func runCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
-			exe, err := os.Executable()
-			if err != nil {
-				return err
-			}
 			ctx, stop := signal.NotifyContext(c.Context, syscall.SIGTERM, syscall.SIGINT)
 			defer stop()
 			d := &daemon.Daemon{
@@ -51,7 +45,7 @@ func runCommand() *cli.Command {
 				Home:        e.home,
 				StateDir:    e.stateDir,
 				Log:         e.log,
-				Runner:      daemon.ChildRunner{Exe: exe, Args: []string{"--log-format", "json"}},
+				Runner:      daemon.EngineRunner{Setup: e.setup()},
 				InitialPass: !c.Bool("no-initial-pass"),
 				LogFile:     lf,
 			}
@@ -110,13 +104,13 @@ func startCommand() *cli.Command {
 			}
 			logPath := filepath.Join(e.stateDir, statedir.LogFile)
 			if !statedir.DaemonAlive(e.stateDir) {
-				if err := spawnDaemon(e.configPath(), logPath); err != nil {
+				if err := daemon.Spawn(e.configPath(), logPath); err != nil {
 					return err
 				}
 			}
 			req := e.request("refresh")
 			req.Trigger = "start"
-			resp, err := callWhenUp(ctx, e.stateDir, req)
+			resp, err := daemon.CallWhenUp(ctx, e.stateDir, req)
 			if err != nil {
 				if ctx.Err() != nil {
 					return cli.Exit(fmt.Sprintf("the first pass did not finish within %s; the daemon carries on (egoagent status shows progress, log: %s)", deadline, logPath), exitFailed)
@@ -125,52 +119,6 @@ func startCommand() *cli.Command {
 			}
 			return daemonOutcome(c, resp)
 		},
-	}
-}
-
-// spawnDaemon starts `egoagent run` detached: a session of its own, stdin
-// from /dev/null, stdout and stderr on the log file.
-func spawnDaemon(configPath, logPath string) error {
-	exe, err := os.Executable()
-	if err != nil {
-		return err
-	}
-	logf, err := os.OpenFile(logPath, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
-	if err != nil {
-		return fmt.Errorf("cannot open the log file: %w", err)
-	}
-	defer logf.Close()
-	null, err := os.Open(os.DevNull)
-	if err != nil {
-		return err
-	}
-	defer null.Close()
-	cmd := exec.Command(exe, "--config", configPath, "--log-format", "json", "run", "--no-initial-pass", "--log-file", logPath)
-	cmd.Stdin, cmd.Stdout, cmd.Stderr = null, logf, logf
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
-	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("cannot start the daemon: %w", err)
-	}
-	return cmd.Process.Release()
-}
-
-// callWhenUp calls the daemon, waiting for a freshly spawned one to open
-// its socket, and giving up early if it died instead.
-func callWhenUp(ctx context.Context, stateDir string, req daemon.Request) (*daemon.Response, error) {
-	begin := time.Now()
-	for {
-		resp, err := daemon.Call(ctx, stateDir, req)
-		if !errors.Is(err, daemon.ErrNoDaemon) {
-			return resp, err
-		}
-		if time.Since(begin) > 3*time.Second && !statedir.DaemonAlive(stateDir) {
-			return nil, errors.New("the daemon did not start")
-		}
-		select {
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		case <-time.After(25 * time.Millisecond):
-		}
 	}
 }
 
@@ -199,11 +147,11 @@ func refreshCommand() *cli.Command {
 				if err != nil {
 					return err
 				}
-				eng, done, err := e.newEngine(cfg)
+				eng, err := engine.Open(cfg, e.setup())
 				if err != nil {
 					return err
 				}
-				defer done()
+				defer eng.Close()
 				rep, err := runPass(c.Context, c.Duration("timeout"), eng, engine.Options{Trigger: "refresh", Names: req.Names, Force: req.Force})
 				return reportOutcome(c.App.Writer, rep, err)
 			}

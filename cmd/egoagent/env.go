@@ -3,24 +3,19 @@ package main
 import (
 	"errors"
 	"fmt"
-	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"time"
 
 	"github.com/urfave/cli/v2"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 	"golang.org/x/sys/unix"
 
-	"github.com/veraticus/egoengine/internal/health/check"
 	"github.com/veraticus/egoengine/internal/health/printable"
 	"github.com/veraticus/egoengine/internal/health/statedir"
 	"github.com/veraticus/egoengine/internal/secrets/config"
 	"github.com/veraticus/egoengine/internal/secrets/daemon"
 	"github.com/veraticus/egoengine/internal/secrets/engine"
-	"github.com/veraticus/egoengine/internal/secrets/source"
 )
 
 // Global flags. Every setting egoagent takes from flags or the environment
@@ -95,71 +90,10 @@ func (e *env) loadConfig() (*config.Config, error) {
 	return cfg, nil
 }
 
-// newSource builds the configured source. 1Password is reached through the
-// helper process egoagent-op, started on first use; status and metadata
-// never get here.
-func (e *env) newSource(cfg *config.Config) (source.Source, error) {
-	if cfg.Source.Kind == config.SourceDir {
-		return source.NewDir(cfg.Source.Dir), nil
-	}
-	helper, err := opHelper(e.c.String("op-helper"))
-	if err != nil {
-		return nil, err
-	}
-	return source.NewProcess(helper), nil
-}
-
-// opHelper finds egoagent-op: beside this executable (where make build and
-// the image put it), else on PATH.
-func opHelper(flag string) (string, error) {
-	if flag != "" {
-		return flag, nil
-	}
-	if exe, err := os.Executable(); err == nil {
-		p := filepath.Join(filepath.Dir(exe), "egoagent-op")
-		if _, err := os.Stat(p); err == nil {
-			return p, nil
-		}
-	}
-	if p, err := exec.LookPath("egoagent-op"); err == nil {
-		return p, nil
-	}
-	return "", errors.New("egoagent-op, the 1Password helper, is neither beside egoagent nor on PATH; install both (make build puts them in bin/)")
-}
-
-// newEngine builds the engine for cfg; call done when finished with it, to
-// end the 1Password helper if one was started.
-func (e *env) newEngine(cfg *config.Config) (eng *engine.Engine, done func(), err error) {
-	src, err := e.newSource(cfg)
-	if err != nil {
-		return nil, nil, err
-	}
-	done = func() {
-		c, ok := src.(io.Closer)
-		if !ok {
-			return
-		}
-		// A helper stuck in a request can hold up Close: after stopGrace
-		// it is left to the kernel, which kills it when this process ends.
-		closed := make(chan struct{})
-		go func() { c.Close(); close(closed) }()
-		select {
-		case <-closed:
-		case <-time.After(stopGrace):
-		}
-	}
-	return &engine.Engine{
-		Config: cfg,
-		Source: src,
-		Checker: check.New(check.Options{
-			CodexCommand: cfg.Check.CodexCommand,
-			Timeout:      cfg.Check.Timeout,
-			StageDir:     filepath.Join(e.stateDir, statedir.StageDir),
-		}),
-		Home:     e.home,
-		StateDir: e.stateDir,
-		Log:      e.log,
-	}, done, nil
+// setup is what an engine needs from this process besides its
+// configuration.
+func (e *env) setup() engine.Setup {
+	return engine.Setup{Home: e.home, StateDir: e.stateDir, Log: e.log, Helper: e.c.String("op-helper")}
 }
 
 // newLogger logs for people on a terminal and for machines elsewhere. Log

@@ -151,10 +151,39 @@ func TestTheHelperDiesWithItsEgoagent(t *testing.T) {
 	})
 }
 
+// The same for the daemon, which runs its passes in its own process: a
+// daemon killed outright mid-pass takes the pass's helper with it.
+func TestTheHelperDiesWithItsDaemon(t *testing.T) {
+	w := newWorkspace(t, oneSecret)
+	cfg := "[source]\nkind = \"1password\"\n" + oneSecret
+	os.WriteFile(w.config, []byte(cfg), 0o600)
+	helper := filepath.Join(t.TempDir(), "egoagent-op")
+	os.WriteFile(helper, []byte("#!/bin/sh\nexec sleep 600\n"), 0o700)
+	c := w.cmd("start", "--deadline", "1s")
+	c.Env = append(c.Env, "EGOAGENT_OP_HELPER="+helper)
+	if err := c.Run(); c.ProcessState.ExitCode() != exitFailed {
+		t.Fatalf("start with a helper that never answers: %v", err)
+	}
+	pid := w.daemonPID()
+	if pid == 0 {
+		t.Fatal("no daemon")
+	}
+	eventually(t, 5*time.Second, "helper started by the daemon", func() bool { return len(childrenOf(t, pid)) > 0 })
+	kid := childrenOf(t, pid)[0]
+	syscall.Kill(pid, syscall.SIGKILL)
+	eventually(t, 5*time.Second, "helper gone", func() bool {
+		st, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", kid))
+		return err != nil || bytes.Contains(st, []byte(") Z "))
+	})
+}
+
 // egoagent's own restores do not count against the watch limits: a file
 // deleted or overwritten every 6 s (more than the 5 s between watch passes)
 // is back within about a second, every time.
 func TestWatchRestoresAtTheDocumentedPace(t *testing.T) {
+	if testing.Short() {
+		t.Skip("25 s of real time at the watcher's pace; make test runs it")
+	}
 	w := newWorkspace(t, oneSecret)
 	w.put("op://v/api/token", "t1")
 	if _, errOut, code := w.egoagent("start"); code != 0 {

@@ -37,6 +37,9 @@ write_back = true
 // 1Password's older copy over the half-written file nor upload it; once the
 // file is whole and newer, it goes up, whole.
 func TestDaemonWaitsOutASlowRewriteThenUploads(t *testing.T) {
+	if testing.Short() {
+		t.Skip("7 s of a slow writer in real time; make test runs it")
+	}
 	w := newWorkspace(t, writeBackSecret)
 	now := time.Now().Truncate(time.Second)
 	old := checktest.ChatGPT{LastRefresh: now.Add(-time.Hour), Expires: now.Add(10 * 24 * time.Hour), RefreshToken: "rt-old"}.JSON()

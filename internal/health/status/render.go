@@ -54,7 +54,7 @@ func metadataLine(s *State, now time.Time) string {
 		}
 		for _, sec := range s.Secrets {
 			if wb := sec.WriteBack; wb != nil && !wb.OK {
-				parts = append(parts, fmt.Sprintf("%s write-back failing (%s)", printable.Name(sec.Name), printable.Name(wb.Class)))
+				parts = append(parts, fmt.Sprintf("%s write-back failing (%s)", printable.Name(sec.Name), printable.Name(string(wb.Class))))
 				break
 			}
 		}
@@ -78,7 +78,7 @@ func metadataLine(s *State, now time.Time) string {
 }
 
 func problem(sec Secret, now time.Time) string {
-	name, why := printable.Name(sec.Name), printable.Name(sec.ErrorClass)
+	name, why := printable.Name(sec.Name), printable.Name(string(sec.ErrorClass))
 	if why == "" {
 		why = "error"
 	}
@@ -136,7 +136,7 @@ func Human(w io.Writer, s *State, now time.Time, home string) error {
 	fmt.Fprintln(tw, "SECRET\tSTATE\tPATH\tFETCHED\tCHANGED\tCHECKED\tEXPIRES\tNEXT")
 	for _, sec := range s.Secrets {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n",
-			printable.Name(sec.Name), printable.Name(sec.State), printable.Name(shortHome(sec.Path, home)),
+			printable.Name(sec.Name), printable.Name(string(sec.State)), printable.Name(shortHome(sec.Path, home)),
 			Ago(now, sec.Fetched), Ago(now, sec.Changed), Ago(now, sec.Checked),
 			until(now, sec.Expires), next(now, sec))
 	}
@@ -155,7 +155,7 @@ func Human(w io.Writer, s *State, now time.Time, home string) error {
 		if sec.Error != "" {
 			e := "error"
 			if sec.ErrorClass != "" {
-				e += " (" + printable.Name(sec.ErrorClass) + ")"
+				e += " (" + printable.Name(string(sec.ErrorClass)) + ")"
 			}
 			lines = append(lines, e+": "+printable.Text(sec.Error))
 			if !sec.StaleSince.IsZero() {
@@ -229,7 +229,7 @@ func chain(sec Secret, now time.Time) []string {
 		if !wb.OK {
 			l = "write-back: failed " + Ago(now, wb.At)
 			if wb.Class != "" {
-				l += " (" + printable.Name(wb.Class) + ")"
+				l += " (" + printable.Name(string(wb.Class)) + ")"
 			}
 		}
 		// A failure's words are also the secret's error, shown below.

@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 	"unicode/utf8"
+
+	"github.com/veraticus/egoengine/internal/secrets/source"
 )
 
 // Strings in the state come from outside: names are 1Password item titles
@@ -46,7 +48,12 @@ func benignState() *State {
 			wb := *sec.WriteBack
 			sec.WriteBack = &wb
 		}
-		for _, f := range []*string{&sec.Error, &sec.ErrorClass, &sec.Note, &sec.Check, &sec.NextWhy, wbField(sec, "note"), wbField(sec, "class")} {
+		for _, f := range []*string{&sec.Error, &sec.Note, &sec.Check, &sec.NextWhy, wbNote(sec)} {
+			if *f != "" {
+				*f = "plain"
+			}
+		}
+		for _, f := range []*source.Class{&sec.ErrorClass, wbClass(sec)} {
 			if *f != "" {
 				*f = "plain"
 			}
@@ -56,12 +63,16 @@ func benignState() *State {
 	return s
 }
 
-func wbField(sec *Secret, which string) *string {
+func wbNote(sec *Secret) *string {
 	if sec.WriteBack == nil {
 		return new(string)
 	}
-	if which == "note" {
-		return &sec.WriteBack.Note
+	return &sec.WriteBack.Note
+}
+
+func wbClass(sec *Secret) *source.Class {
+	if sec.WriteBack == nil {
+		return new(source.Class)
 	}
 	return &sec.WriteBack.Class
 }

@@ -24,20 +24,25 @@ import (
 
 	"github.com/veraticus/egoengine/internal/health/statedir"
 	"github.com/veraticus/egoengine/internal/secrets/secretfile"
+	"github.com/veraticus/egoengine/internal/secrets/source"
 )
+
+// SecretState is where a secret stands after its last pass. The strings
+// are what state.json holds, so they never change.
+type SecretState string
 
 // Secret states.
 const (
-	Fresh   = "fresh"   // the installed file matches the source's current copy and passed its check
-	Kept    = "kept"    // consumer-rewrites: the consumer's newer file passes its check and was kept
-	Stale   = "stale"   // the last attempt failed; the file in place is an older copy
-	Missing = "missing" // the last attempt failed and there is no file in place
-	Pending = "pending" // configured but never attempted
-	Refused = "refused" // the source's item cannot be installed as it stands (a Document title that collides or escapes)
+	Fresh   SecretState = "fresh"   // the installed file matches the source's current copy and passed its check
+	Kept    SecretState = "kept"    // consumer-rewrites: the consumer's newer file passes its check and was kept
+	Stale   SecretState = "stale"   // the last attempt failed; the file in place is an older copy
+	Missing SecretState = "missing" // the last attempt failed and there is no file in place
+	Pending SecretState = "pending" // configured but never attempted
+	Refused SecretState = "refused" // the source's item cannot be installed as it stands (a Document title that collides or escapes)
 )
 
 // OK reports whether a secret in state s is usable and up to date.
-func OK(s string) bool { return s == Fresh || s == Kept }
+func OK(s SecretState) bool { return s == Fresh || s == Kept }
 
 // State is the content of the state file.
 type State struct {
@@ -76,25 +81,25 @@ type Daemon struct {
 
 // Secret is what egoagent knows about one secret file.
 type Secret struct {
-	Name        string    `json:"name"`
-	Path        string    `json:"path"`
-	Ref         string    `json:"ref"`
-	Policy      string    `json:"policy"`
-	State       string    `json:"state"`
-	Note        string    `json:"note,omitempty"`        // what the last pass did, in words
-	Attempted   time.Time `json:"attempted,omitzero"`    // last attempt to fetch
-	Fetched     time.Time `json:"fetched,omitzero"`      // last successful fetch
-	Changed     time.Time `json:"changed,omitzero"`      // last time egoagent changed the file
-	Checked     time.Time `json:"checked,omitzero"`      // last check that passed
-	Check       string    `json:"check,omitempty"`       // the check's safe summary
-	Expires     time.Time `json:"expires,omitzero"`      // credential expiry, when the file carries one
-	Error       string    `json:"error,omitempty"`       // why the last attempt failed
-	ErrorClass  string    `json:"error_class,omitempty"` // see source.Class
-	StaleSince  time.Time `json:"stale_since,omitzero"`  // first failure of the current run of failures
-	NextRefresh time.Time `json:"next_refresh,omitzero"` // set by the daemon
-	NextWhy     string    `json:"next_why,omitempty"`    // and why then
-	Written     string    `json:"written,omitempty"`     // fingerprint of what egoagent last wrote
-	Failures    int       `json:"failures,omitempty"`    // consecutive failed attempts
+	Name        string       `json:"name"`
+	Path        string       `json:"path"`
+	Ref         string       `json:"ref"`
+	Policy      string       `json:"policy"`
+	State       SecretState  `json:"state"`
+	Note        string       `json:"note,omitempty"`        // what the last pass did, in words
+	Attempted   time.Time    `json:"attempted,omitzero"`    // last attempt to fetch
+	Fetched     time.Time    `json:"fetched,omitzero"`      // last successful fetch
+	Changed     time.Time    `json:"changed,omitzero"`      // last time egoagent changed the file
+	Checked     time.Time    `json:"checked,omitzero"`      // last check that passed
+	Check       string       `json:"check,omitempty"`       // the check's safe summary
+	Expires     time.Time    `json:"expires,omitzero"`      // credential expiry, when the file carries one
+	Error       string       `json:"error,omitempty"`       // why the last attempt failed
+	ErrorClass  source.Class `json:"error_class,omitempty"` // why the last attempt failed, as a class
+	StaleSince  time.Time    `json:"stale_since,omitzero"`  // first failure of the current run of failures
+	NextRefresh time.Time    `json:"next_refresh,omitzero"` // set by the daemon
+	NextWhy     string       `json:"next_why,omitempty"`    // and why then
+	Written     string       `json:"written,omitempty"`     // fingerprint of what egoagent last wrote
+	Failures    int          `json:"failures,omitempty"`    // consecutive failed attempts
 
 	// For files that carry their own dates (Codex's auth.json): the
 	// installed copy's dates, which copy was newer at the last pass, and
@@ -116,10 +121,10 @@ const (
 // WriteBack is the outcome of the last upload of a secret's installed file
 // to its source.
 type WriteBack struct {
-	At    time.Time `json:"at"`
-	OK    bool      `json:"ok"`
-	Note  string    `json:"note,omitempty"`  // what happened, in words
-	Class string    `json:"class,omitempty"` // when it failed: see source.Class
+	At    time.Time    `json:"at"`
+	OK    bool         `json:"ok"`
+	Note  string       `json:"note,omitempty"`  // what happened, in words
+	Class source.Class `json:"class,omitempty"` // when it failed
 }
 
 // Find returns the secret named name, or nil.

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/veraticus/egoengine/internal/health/statedir"
+	"github.com/veraticus/egoengine/internal/secrets/source"
 )
 
 var now = time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)
@@ -52,7 +53,7 @@ func TestMetadataLines(t *testing.T) {
 func TestMetadataNeverExceedsCodersCap(t *testing.T) {
 	st := &State{}
 	for i := 0; i < 500; i++ {
-		st.Secrets = append(st.Secrets, Secret{Name: strings.Repeat("n", 300), State: Stale, ErrorClass: strings.Repeat("c", 300)})
+		st.Secrets = append(st.Secrets, Secret{Name: strings.Repeat("n", 300), State: Stale, ErrorClass: source.Class(strings.Repeat("c", 300))})
 	}
 	if got := Metadata(st, now); len(got) > MetadataMax || strings.Contains(got, "\n") {
 		t.Fatalf("%d bytes", len(got))

@@ -152,17 +152,16 @@ func Path(home string) string {
 
 // Load reads and validates the configuration file at path.
 func Load(path string, env Env) (*Config, error) {
-	data, err := ReadFile(path)
+	data, err := readFile(path)
 	if err != nil {
 		return nil, err
 	}
 	return Parse(path, data, env)
 }
 
-// ReadFile reads the configuration file at path, with an error that says
-// what to do, for callers that keep the bytes (the daemon hands them to
-// each pass).
-func ReadFile(path string) ([]byte, error) {
+// readFile reads the configuration file at path, with an error that says
+// what to do.
+func readFile(path string) ([]byte, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) {

@@ -259,7 +259,7 @@ func TestNothingToDoShowsATable(t *testing.T) {
 
 func TestReadFileFolderSaysToPointAtAFile(t *testing.T) {
 	dir := t.TempDir()
-	_, err := ReadFile(dir)
+	_, err := readFile(dir)
 	want := dir + ": is a folder, but the configuration is a file; point --config or EGOAGENT_CONFIG at the file, for example " + filepath.Join(dir, "config.toml")
 	if err == nil || err.Error() != want {
 		t.Fatalf("err = %v\nwant %s", err, want)
@@ -274,7 +274,7 @@ func TestReadFileUnreadableSaysToMakeItReadable(t *testing.T) {
 	if err := os.WriteFile(p, []byte(good), 0o200); err != nil {
 		t.Fatal(err)
 	}
-	_, err := ReadFile(p)
+	_, err := readFile(p)
 	for _, w := range []string{p + ": cannot read it: permission denied for ", "make it readable by this user, for example with chmod a+r " + p} {
 		if err == nil || !strings.Contains(err.Error(), w) {
 			t.Errorf("err = %v\nwant %q", err, w)

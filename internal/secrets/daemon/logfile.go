@@ -7,8 +7,9 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// LogFile is the daemon's log: its stdout and stderr, and those of every
-// pass it runs (children inherit them). A workspace lives for weeks, so the
+// LogFile is the daemon's log: its stdout and stderr, and those of the
+// processes its passes start (the 1Password helper, checks), which inherit
+// them. A workspace lives for weeks, so the
 // file is rotated once it passes MaxSize, keeping one old generation:
 // at most about twice MaxSize on disk.
 type LogFile struct {

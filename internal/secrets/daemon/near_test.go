@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/veraticus/egoengine/internal/health/status"
 	"github.com/veraticus/egoengine/internal/secrets/config"
 	"github.com/veraticus/egoengine/internal/secrets/engine"
 )
@@ -30,20 +31,19 @@ policy = "consumer-rewrites"
 		t.Fatal(err)
 	}
 	p := NewPlanner(cfg, now, rand.New(rand.NewPCG(1, 2)))
-	p.Observe(&engine.Report{Outcomes: []engine.Outcome{{Name: "codex", State: "fresh", RefreshAt: refreshAt, TokenLife: life}}}, now)
+	p.Observe(&engine.Report{Outcomes: []engine.Outcome{{Name: "codex", State: status.Fresh, RefreshAt: refreshAt, TokenLife: life}}}, now)
 	return p
 }
 
 // run plays the planner forward to end and returns when each near-renewal
 // pass ran.
-func run(p *Planner, now, end time.Time, seen func(now time.Time) *engine.Report) []time.Time {
+func run(p *Planner, end time.Time, seen func(now time.Time) *engine.Report) []time.Time {
 	var at []time.Time
 	for {
-		next := p.Next()
-		if next.IsZero() || next.After(end) {
+		now := p.Next()
+		if now.IsZero() || now.After(end) {
 			return at
 		}
-		now = next
 		for {
 			pass, ok := p.Due(now)
 			if !ok {
@@ -70,7 +70,7 @@ func run(p *Planner, now, end time.Time, seen func(now time.Time) *engine.Report
 func TestNearRenewalChecksWithLongLivedTokens(t *testing.T) {
 	start := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
 	p := nearPlanner(t, start, start, 10*24*time.Hour)
-	at := run(p, start, start.Add(24*time.Hour), nil)
+	at := run(p, start.Add(24*time.Hour), nil)
 	// Observed at the renewal point itself: the window has begun.
 	var want []time.Time
 	for m := 5; m <= 60; m += 5 {
@@ -92,7 +92,7 @@ func TestNearRenewalChecksWithLongLivedTokens(t *testing.T) {
 func TestNearRenewalCostsNothingFarFromRenewal(t *testing.T) {
 	start := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
 	p := nearPlanner(t, start, start.Add(7*24*time.Hour), 10*24*time.Hour)
-	if at := run(p, start, start.Add(6*24*time.Hour), nil); len(at) != 0 {
+	if at := run(p, start.Add(6*24*time.Hour), nil); len(at) != 0 {
 		t.Fatalf("%d looks six days before renewal", len(at))
 	}
 }
@@ -103,7 +103,7 @@ func TestNearRenewalChecksWithShortLivedTokens(t *testing.T) {
 	start := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
 	renew := start.Add(2 * time.Second)
 	p := nearPlanner(t, start, renew, 302*time.Second)
-	at := run(p, start, start.Add(time.Minute), nil)
+	at := run(p, start.Add(time.Minute), nil)
 	every := 302 * time.Second / 30
 	if len(at) != 5 || !at[0].Equal(start.Add(every)) || at[1].Sub(at[0]) != every {
 		t.Fatalf("checks at %v; want every %v", at, every)
@@ -116,12 +116,12 @@ func TestNearRenewalFollowsTheInstalledCopy(t *testing.T) {
 	renew := start.Add(time.Hour)
 	p := nearPlanner(t, start, renew, 10*24*time.Hour)
 	later := renew.Add(10 * 24 * time.Hour)
-	at := run(p, start, start.Add(3*time.Hour), func(now time.Time) *engine.Report {
+	at := run(p, start.Add(3*time.Hour), func(now time.Time) *engine.Report {
 		if now.Before(renew) {
-			return &engine.Report{Outcomes: []engine.Outcome{{Name: "codex", State: "fresh", RefreshAt: renew, TokenLife: 10 * 24 * time.Hour}}}
+			return &engine.Report{Outcomes: []engine.Outcome{{Name: "codex", State: status.Fresh, RefreshAt: renew, TokenLife: 10 * 24 * time.Hour}}}
 		}
 		// Another workspace renewed; this pass installed its copy.
-		return &engine.Report{Outcomes: []engine.Outcome{{Name: "codex", State: "fresh", RefreshAt: later, TokenLife: 10 * 24 * time.Hour}}}
+		return &engine.Report{Outcomes: []engine.Outcome{{Name: "codex", State: status.Fresh, RefreshAt: later, TokenLife: 10 * 24 * time.Hour}}}
 	})
 	if want := []time.Time{renew.Add(-5 * time.Minute), renew}; !slices.Equal(at, want) {
 		t.Fatalf("checks at %v; want %v, then none", at, want)
@@ -134,7 +134,7 @@ func TestNearRenewalFollowsTheInstalledCopy(t *testing.T) {
 func TestBusyFileIsLookedAtAgainSoon(t *testing.T) {
 	start := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
 	p := nearPlanner(t, start, start.Add(48*time.Hour), 10*24*time.Hour)
-	p.Observe(&engine.Report{Outcomes: []engine.Outcome{{Name: "codex", State: "fresh", Error: "still being written", Class: engine.ClassBusy}}}, start)
+	p.Observe(&engine.Report{Outcomes: []engine.Outcome{{Name: "codex", State: status.Fresh, Error: "still being written", Class: engine.ClassBusy}}}, start)
 	if next, why := p.NextRefresh("codex"); why != "retry" || !next.Equal(start.Add(busyRetry)) {
 		t.Fatalf("next %v (%s)", next, why)
 	}

@@ -343,7 +343,7 @@ func (p *Planner) Observe(rep *engine.Report, now time.Time) {
 			p.retries[o.Name] = r
 		}
 		r.failures++
-		switch source.Class(o.Class) {
+		switch o.Class {
 		case source.ClassRateLimited:
 			// The quota is per token: hold every automatic pass.
 			p.holdUntil = now.Add(rateLimitHold)
@@ -351,7 +351,7 @@ func (p *Planner) Observe(rep *engine.Report, now time.Time) {
 			r.at = time.Time{}
 		case engine.ClassBusy:
 			r.at = now.Add(busyRetry)
-		case source.ClassUnreachable, source.ClassOther, "stopped":
+		case source.ClassUnreachable, source.ClassOther, engine.ClassStopped:
 			r.at = now.Add(backoff(r.failures, p.rng))
 		default:
 			// A bad token, a missing item, a failed check or a file in the

@@ -262,7 +262,7 @@ func TestDeepDocumentTitlesSurviveAFailedListing(t *testing.T) {
 	h.src.Fail(source.ClassUnreachable)
 	got := outcomes(h.pass(Options{}))
 	for _, n := range []string{"home/a1", "home/a/b/c/d/e/f.x"} {
-		if o := got[n]; o.State != status.Stale || o.Class != string(source.ClassUnreachable) {
+		if o := got[n]; o.State != status.Stale || o.Class != source.ClassUnreachable {
 			t.Errorf("%s: %+v", n, o)
 		}
 		if s := h.state(n); s.Ref != "op://egoengine/"+n {

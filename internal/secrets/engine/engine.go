@@ -7,8 +7,10 @@
 // leaves the installed file exactly as it was. The state then says since when
 // the file is stale and why.
 //
-// Scheduling, watching and the control socket live in package daemon; this
-// package knows nothing of time beyond "now".
+// Open builds the engine for a configuration: `egoagent sync` and each of
+// the daemon's passes go through it. Scheduling, watching and the control
+// socket live in package daemon; this package knows nothing of time beyond
+// "now".
 package engine
 
 import (
@@ -54,12 +56,13 @@ type Options struct {
 
 // Outcome is what a pass did to one secret.
 type Outcome struct {
-	Name    string `json:"name"`
-	State   string `json:"state"`
-	Note    string `json:"note,omitempty"`
-	Error   string `json:"error,omitempty"`
-	Class   string `json:"error_class,omitempty"`
-	Written bool   `json:"written"`
+	Name    string             `json:"name"`
+	State   status.SecretState `json:"state"`
+	Path    string             `json:"path,omitempty"` // where the file is, or "" (refused); the daemon watches it
+	Note    string             `json:"note,omitempty"`
+	Error   string             `json:"error,omitempty"`
+	Class   source.Class       `json:"error_class,omitempty"`
+	Written bool               `json:"written"`
 	// For dated files: when the installed copy's program renews it, and
 	// how long its token was issued for (the daemon looks for a newer copy
 	// around then).
@@ -86,14 +89,25 @@ func (r *Report) OK() bool {
 	return true
 }
 
-// ClassRefused marks a target egoagent will not write as it stands: a
-// Document mapping onto a configured secret, onto egoagent's own files,
-// onto another Document's path, or out of the home.
-const ClassRefused = "refused"
-
-// ClassBusy marks a file that was still being written when the pass came
-// to judge it: nothing was decided, and the daemon looks again shortly.
-const ClassBusy = "busy"
+// The failure classes a pass adds to the source's (see source.Class).
+const (
+	// ClassRefused marks a target egoagent will not write as it stands: a
+	// Document mapping onto a configured secret, onto egoagent's own files,
+	// onto another Document's path, or out of the home.
+	ClassRefused source.Class = "refused"
+	// ClassBusy marks a file that was still being written when the pass
+	// came to judge it: nothing was decided, and the daemon looks again
+	// shortly.
+	ClassBusy source.Class = "busy"
+	// ClassLocal marks a failure on this machine: reading or writing the
+	// file, or a source that cannot do what the secret asks of it.
+	ClassLocal source.Class = "local"
+	// ClassCheck marks a copy that failed its check.
+	ClassCheck source.Class = "check"
+	// ClassStopped marks a secret the pass did not reach because it was
+	// stopped (SIGTERM, a deadline); the daemon tries again with backoff.
+	ClassStopped source.Class = "stopped"
+)
 
 // How long a pass waits for a file its program is rewriting: a quiet spell
 // of settleQuiet, for at most settleMax. Codex writes auth.json in one go,
@@ -171,6 +185,10 @@ func (e *Engine) Pass(ctx context.Context, opts Options) (*Report, error) {
 		return nil, err
 	}
 	defer unlock()
+	fp, err := statedir.NewFingerprinter(e.StateDir)
+	if err != nil {
+		return nil, err
+	}
 
 	report := &Report{}
 	st, err := status.Load(e.StateDir)
@@ -194,10 +212,6 @@ func (e *Engine) Pass(ctx context.Context, opts Options) (*Report, error) {
 		return nil, err
 	}
 	st.Home = status.HomeID(e.Home)
-	fp, err := statedir.NewFingerprinter(e.StateDir)
-	if err != nil {
-		return nil, err
-	}
 	started := e.now()
 	callsBefore := e.Source.Calls()
 
@@ -209,7 +223,7 @@ func (e *Engine) Pass(ctx context.Context, opts Options) (*Report, error) {
 		if err := ctx.Err(); err != nil {
 			// Stopped (SIGTERM, deadline): what is installed stays as it is,
 			// and the secrets not reached keep their previous state.
-			report.Outcomes = append(report.Outcomes, Outcome{Name: t.name, State: status.Pending, Class: "stopped", Error: "the pass stopped before reaching this secret: " + err.Error()})
+			report.Outcomes = append(report.Outcomes, Outcome{Name: t.name, State: status.Pending, Class: ClassStopped, Error: "the pass stopped before reaching this secret: " + err.Error()})
 			continue
 		}
 		prev := st.Find(t.name)
@@ -488,7 +502,7 @@ func (e *Engine) apply(ctx context.Context, t *target, sec *status.Secret, fp *s
 			sec.Note = strings.TrimPrefix(sec.Note+"; ", "; ") + "Document " + strings.Join(titles, ", ") + " also maps to this path and was not installed"
 		}
 		e.date(t, sec)
-		return Outcome{Name: sec.Name, State: sec.State, Note: sec.Note, Error: sec.Error, Class: sec.ErrorClass, RefreshAt: sec.RefreshAt, TokenLife: sec.TokenLife}
+		return Outcome{Name: sec.Name, State: sec.State, Path: sec.Path, Note: sec.Note, Error: sec.Error, Class: sec.ErrorClass, RefreshAt: sec.RefreshAt, TokenLife: sec.TokenLife}
 	}
 	if t.refused == "" && t.path != "" {
 		t.refused = e.ownPath(t.path)
@@ -498,14 +512,14 @@ func (e *Engine) apply(ctx context.Context, t *target, sec *status.Secret, fp *s
 		return out()
 	}
 	if t.err != nil {
-		e.fail(sec, t.err, string(source.ClassOf(t.err)), now)
+		e.fail(sec, t.err, source.ClassOf(t.err), now)
 		return out()
 	}
 	sec.Fetched = now
 
 	exists, err := secretfile.Exists(t.path)
 	if err != nil {
-		e.fail(sec, err, "local", now)
+		e.fail(sec, err, ClassLocal, now)
 		return out()
 	}
 	if exists && secretfile.Same(t.path, t.value, t.mode) {
@@ -525,7 +539,7 @@ func (e *Engine) apply(ctx context.Context, t *target, sec *status.Secret, fp *s
 			return out()
 		}
 		if err != nil {
-			e.fail(sec, err, "local", now)
+			e.fail(sec, err, ClassLocal, now)
 			return out()
 		}
 		if bytes.Equal(installed, t.value) {
@@ -562,11 +576,11 @@ func (e *Engine) apply(ctx context.Context, t *target, sec *status.Secret, fp *s
 
 	cand := e.check(ctx, t.check, t.value)
 	if !cand.OK {
-		e.fail(sec, fmt.Errorf("the fetched copy fails its check: %s; the file in place was left alone", cand.Summary), "check", now)
+		e.fail(sec, fmt.Errorf("the fetched copy fails its check: %s; the file in place was left alone", cand.Summary), ClassCheck, now)
 		return out()
 	}
 	if err := secretfile.Write(e.Home, t.path, t.value, t.mode); err != nil {
-		e.fail(sec, err, "local", now)
+		e.fail(sec, err, ClassLocal, now)
 		return out()
 	}
 	if note == "" {
@@ -599,7 +613,7 @@ func (e *Engine) checked(sec *status.Secret, r check.Result, now time.Time) {
 	}
 }
 
-func (e *Engine) succeed(sec *status.Secret, state, note string) {
+func (e *Engine) succeed(sec *status.Secret, state status.SecretState, note string) {
 	sec.State, sec.Note = state, note
 	sec.Error, sec.ErrorClass = "", ""
 	sec.StaleSince = time.Time{}
@@ -627,7 +641,7 @@ func (e *Engine) refuse(sec *status.Secret, why string) {
 	e.Log.Warn("refused", zap.String("secret", sec.Name), zap.String("why", why))
 }
 
-func (e *Engine) fail(sec *status.Secret, err error, class string, now time.Time) {
+func (e *Engine) fail(sec *status.Secret, err error, class source.Class, now time.Time) {
 	sec.State = status.Stale
 	if exists, _ := secretfile.Exists(sec.Path); !exists {
 		sec.State = status.Missing
@@ -638,5 +652,5 @@ func (e *Engine) fail(sec *status.Secret, err error, class string, now time.Time
 	sec.Failures++
 	sec.Note = ""
 	sec.Error, sec.ErrorClass = err.Error(), class
-	e.Log.Warn("not refreshed", zap.String("secret", sec.Name), zap.String("class", class), zap.String("error", sec.Error))
+	e.Log.Warn("not refreshed", zap.String("secret", sec.Name), zap.String("class", string(class)), zap.String("error", sec.Error))
 }

@@ -122,7 +122,7 @@ func TestFailedFetchKeepsTheInstalledFile(t *testing.T) {
 	for _, class := range []source.Class{source.ClassUnreachable, source.ClassRateLimited, source.ClassInvalidToken} {
 		h.src.Fail(class)
 		rep := h.pass(Options{})
-		if rep.OK() || rep.Outcomes[0].Class != string(class) {
+		if rep.OK() || rep.Outcomes[0].Class != class {
 			t.Fatalf("%s: outcome %+v", class, rep.Outcomes[0])
 		}
 		if got := h.read(".config/svc/config.json"); got != `{"v":1}` {
@@ -148,7 +148,7 @@ func TestFailedFetchKeepsTheInstalledFile(t *testing.T) {
 func TestFailureWithNothingInstalledIsMissing(t *testing.T) {
 	h := newHarness(t, jsonSecret, nil)
 	rep := h.pass(Options{})
-	if rep.OK() || rep.Outcomes[0].State != status.Missing || rep.Outcomes[0].Class != string(source.ClassNotFound) {
+	if rep.OK() || rep.Outcomes[0].State != status.Missing || rep.Outcomes[0].Class != source.ClassNotFound {
 		t.Fatalf("%+v", rep.Outcomes[0])
 	}
 }
@@ -158,7 +158,7 @@ func TestCandidateFailingItsCheckIsNotInstalled(t *testing.T) {
 	h.pass(Options{})
 	h.src.Set("op://egoengine/Service/config.json", `{"v":`)
 	rep := h.pass(Options{})
-	if rep.OK() || rep.Outcomes[0].Class != "check" {
+	if rep.OK() || rep.Outcomes[0].Class != ClassCheck {
 		t.Fatalf("%+v", rep.Outcomes[0])
 	}
 	if got := h.read(".config/svc/config.json"); got != `{"v":1}` {

@@ -71,7 +71,7 @@ func (e *Engine) newest(ctx context.Context, t *target, sec *status.Secret, fp *
 	sec.Newer = status.NewerLocal
 	lc := e.check(ctx, t.check, installed)
 	if !lc.OK {
-		e.fail(sec, fmt.Errorf("the local file is newer than 1Password's copy (%s) but fails its check: %s; the older copy was not installed, since its refresh token is most likely spent: log in again with codex, or run egoagent refresh --force %s", why, lc.Summary, sec.Name), "check", now)
+		e.fail(sec, fmt.Errorf("the local file is newer than 1Password's copy (%s) but fails its check: %s; the older copy was not installed, since its refresh token is most likely spent: log in again with codex, or run egoagent refresh --force %s", why, lc.Summary, sec.Name), ClassCheck, now)
 		return "", true, false
 	}
 	e.checked(sec, lc, now)
@@ -95,17 +95,17 @@ func (e *Engine) newest(ctx context.Context, t *target, sec *status.Secret, fp *
 func (e *Engine) upload(ctx context.Context, t *target, sec *status.Secret, fp *statedir.Fingerprinter, installed []byte, local check.Stamp, why string, now time.Time) (note string, done, undated bool) {
 	kept := "kept the local file: it is newer than 1Password's copy (" + why + ")"
 	failed := func(err error, class source.Class) (string, bool, bool) {
-		sec.WriteBack = &status.WriteBack{At: now, Note: err.Error(), Class: string(class)}
+		sec.WriteBack = &status.WriteBack{At: now, Note: err.Error(), Class: class}
 		e.succeed(sec, status.Kept, kept+"; uploading it failed")
 		// Kept is fresh, but the error stays visible, and the planner
 		// retries what can heal by itself.
-		sec.Error, sec.ErrorClass = "write-back: "+err.Error(), string(class)
+		sec.Error, sec.ErrorClass = "write-back: "+err.Error(), class
 		e.Log.Warn("write-back failed", zap.String("secret", sec.Name), zap.String("class", string(class)), zap.String("error", err.Error()))
 		return "", true, false
 	}
 	w, ok := e.Source.(source.Writer)
 	if !ok {
-		return failed(errors.New("this source cannot write; set write_back = false for this secret"), "local")
+		return failed(errors.New("this source cannot write; set write_back = false for this secret"), ClassLocal)
 	}
 	old := t.value
 	for range uploadTries {

@@ -134,7 +134,7 @@ func TestNewestLocalNewerButFailingIsNotReplacedByAnOlderCopy(t *testing.T) {
 	// Codex now says the file is no good (a stand-in that always says so).
 	h.eng.Checker = check.New(check.Options{CodexCommand: failingCodex(t), StageDir: t.TempDir()})
 	o := h.pass(Options{}).Outcomes[0]
-	if o.State != status.Stale || o.Class != "check" || h.read(authPath) != string(local) || h.src.Writes() != 0 {
+	if o.State != status.Stale || o.Class != ClassCheck || h.read(authPath) != string(local) || h.src.Writes() != 0 {
 		t.Fatalf("%+v", o)
 	}
 	if !strings.Contains(o.Error, "newer than 1Password's copy") || !strings.Contains(o.Error, "refresh --force codex") {
@@ -218,13 +218,13 @@ func TestNewestReadOnlyTokenKeepsTheFileAndSaysWhy(t *testing.T) {
 	h.src.FailWrites(source.ClassReadOnly)
 	rep := h.pass(Options{})
 	o := rep.Outcomes[0]
-	if o.State != status.Kept || o.Class != string(source.ClassReadOnly) || !strings.HasPrefix(o.Error, "write-back: ") || h.read(authPath) != string(local) {
+	if o.State != status.Kept || o.Class != source.ClassReadOnly || !strings.HasPrefix(o.Error, "write-back: ") || h.read(authPath) != string(local) {
 		t.Fatalf("%+v", o)
 	}
 	if !rep.OK() {
 		t.Fatal("a failed upload made the pass fail: the file in place is good")
 	}
-	if s := h.state("codex"); s.WriteBack == nil || s.WriteBack.OK || s.WriteBack.Class != string(source.ClassReadOnly) {
+	if s := h.state("codex"); s.WriteBack == nil || s.WriteBack.OK || s.WriteBack.Class != source.ClassReadOnly {
 		t.Fatalf("state %+v", s.WriteBack)
 	}
 }

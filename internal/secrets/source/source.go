@@ -41,7 +41,7 @@ func ParseRef(s string) (Ref, error) {
 			return Ref{}, fmt.Errorf("reference %q has an empty segment; write op://vault/item/field, op://vault/item/section/field or op://vault/item", s)
 		}
 		if p == "." || p == ".." {
-			return Ref{}, fmt.Errorf("reference %q has a %q segment; vault, item, section and field names cannot be . or ..", s, p)
+			return Ref{}, fmt.Errorf("reference %q has a %q segment; vault, item, section and field names cannot be \".\" or \"..\"", s, p)
 		}
 	}
 	switch len(parts) {
@@ -127,7 +127,10 @@ func (c *Conflict) Error() string {
 }
 
 // Class says what kind of failure an Error is, which decides how soon it is
-// worth trying again.
+// worth trying again. It is the one vocabulary of failure classes: the
+// source's are here; a pass adds its own (package engine: local, check,
+// busy, refused, stopped), and the state file and the daemon's planner use
+// the same type. The strings are what state.json holds, so they never change.
 type Class string
 
 const (

@@ -1,14 +1,12 @@
 package daemon
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
 	"os"
-	"syscall"
 
 	"golang.org/x/sys/unix"
 
@@ -45,38 +43,14 @@ type Response struct {
 	Usage  bool           `json:"usage,omitempty"` // Error is the caller's mistake (unknown name)
 }
 
-// ErrNoDaemon means nothing answers on the control socket.
-var ErrNoDaemon = errors.New("no egoagent daemon is running")
+// ErrStopping is the answer, in Response.Error, to a caller whose pass the
+// daemon did not run or finish because it is stopping.
+var ErrStopping = errors.New("the daemon is stopping")
 
-// Call sends req to the daemon whose state folder is stateDir.
-func Call(ctx context.Context, stateDir string, req Request) (*Response, error) {
-	if err := checkSocketPath(socketPath(stateDir)); err != nil {
-		return nil, err
-	}
-	var d net.Dialer
-	conn, err := d.DialContext(ctx, "unix", socketPath(stateDir))
-	if err != nil {
-		if errors.Is(err, syscall.ENOENT) || errors.Is(err, syscall.ECONNREFUSED) {
-			return nil, ErrNoDaemon
-		}
-		return nil, fmt.Errorf("cannot reach the daemon: %w", err)
-	}
-	defer conn.Close()
-	go func() {
-		<-ctx.Done()
-		conn.Close() // unblocks the read below
-	}()
-	if err := json.NewEncoder(conn).Encode(req); err != nil {
-		return nil, fmt.Errorf("cannot send to the daemon: %w", err)
-	}
-	var resp Response
-	if err := json.NewDecoder(bufio.NewReader(conn)).Decode(&resp); err != nil {
-		if ctx.Err() != nil {
-			return nil, fmt.Errorf("the daemon did not answer in time: %w", ctx.Err())
-		}
-		return nil, fmt.Errorf("bad answer from the daemon: %w", err)
-	}
-	return &resp, nil
+// call is a request handed to the loop, with where to send the answer.
+type call struct {
+	req   Request
+	reply chan Response
 }
 
 func socketPath(stateDir string) string { return stateDir + "/" + statedir.Socket }
@@ -115,6 +89,38 @@ func listen(stateDir string) (net.Listener, error) {
 	return l, nil
 }
 
+// accept serves the control socket until the listener closes. Each
+// connection gets its own goroutine, which hands the request to the loop
+// and waits for the answer.
+func (s *server) accept(ctx context.Context, l net.Listener) {
+	for {
+		conn, err := l.Accept()
+		if err != nil {
+			return
+		}
+		go func() {
+			defer conn.Close()
+			if !peerIsOwner(conn) {
+				s.Log.Warn("control socket: refused a connection from another user")
+				return
+			}
+			var req Request
+			if err := json.NewDecoder(conn).Decode(&req); err != nil {
+				json.NewEncoder(conn).Encode(Response{Error: "bad request: " + err.Error(), Usage: true})
+				return
+			}
+			reply := make(chan Response, 1)
+			select {
+			case s.calls <- call{req: req, reply: reply}:
+			case <-ctx.Done():
+				json.NewEncoder(conn).Encode(Response{Error: ErrStopping.Error()})
+				return
+			}
+			json.NewEncoder(conn).Encode(<-reply)
+		}()
+	}
+}
+
 // peerIsOwner reports whether the process at the other end of conn runs as
 // the same user as this one.
 func peerIsOwner(conn net.Conn) bool {
@@ -132,4 +138,61 @@ func peerIsOwner(conn net.Conn) bool {
 		cred, cerr = unix.GetsockoptUcred(int(fd), unix.SOL_SOCKET, unix.SO_PEERCRED)
 	})
 	return cerr == nil && cred != nil && int(cred.Uid) == os.Getuid()
+}
+
+// handle answers a request, in the loop. A refresh is queued, and its
+// caller answered when the pass that covers it ends.
+func (s *server) handle(c call) {
+	if err := s.serves(c.req); err != nil {
+		c.reply <- Response{Error: err.Error(), Usage: true}
+		return
+	}
+	switch c.req.Op {
+	case "status":
+		st, err := status.Load(s.StateDir)
+		if err != nil {
+			c.reply <- Response{Error: err.Error()}
+			return
+		}
+		c.reply <- Response{State: st}
+	case "refresh":
+		if err := engine.CheckNames(s.cur.Config, c.req.Names); err != nil {
+			c.reply <- Response{Error: err.Error(), Usage: true}
+			return
+		}
+		trigger := c.req.Trigger
+		if trigger == "" {
+			trigger = "refresh"
+		}
+		s.queue = append(s.queue, &job{
+			opts:    engine.Options{Trigger: trigger, Names: c.req.Names, Force: c.req.Force},
+			waiters: []waiter{{names: c.req.Names, reply: c.reply}},
+		})
+	default:
+		c.reply <- Response{Error: fmt.Sprintf("unknown request %q", c.req.Op), Usage: true}
+	}
+}
+
+// serves reports an error unless req comes from the home and names the
+// configuration this daemon serves.
+func (s *server) serves(req Request) error {
+	if req.Home == "" || req.Config == "" {
+		return errors.New("the request does not say which home and configuration it is for; use the egoagent binary that started this daemon")
+	}
+	if id := status.HomeID(req.Home); id != s.info.Home {
+		return &status.ForeignError{Dir: statedir.Path(req.Home), Owner: s.info.Home, Home: id, PID: s.info.PID}
+	}
+	if !sameFile(req.Config, s.cur.Path) {
+		return fmt.Errorf("the running daemon (pid %d) uses the configuration %s, not %s; run egoagent with --config %s (or EGOAGENT_CONFIG), or stop the daemon (kill %d) and run egoagent start with the configuration you want", s.info.PID, s.cur.Path, req.Config, s.cur.Path, s.info.PID)
+	}
+	return nil
+}
+
+func sameFile(a, b string) bool {
+	if a == b {
+		return true
+	}
+	fa, erra := os.Stat(a)
+	fb, errb := os.Stat(b)
+	return erra == nil && errb == nil && os.SameFile(fa, fb)
 }
