@@ -4,7 +4,7 @@
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
-.PHONY: help deps build run run-1password test test-go test-templates test-nix test-compose e2e bench tools vendor-hash compose-up compose-down push-templates clean
+.PHONY: help deps build run run-1password check test test-go test-templates test-nix test-compose e2e bench tools vendor-hash compose-up compose-down push-templates clean
 
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -20,6 +20,9 @@ run: build ## the built-in demo: egoagent sync into ./demo-home, then status and
 
 run-1password: build ## the same demo through the real helper and 1Password SDK, against a local stand-in service (no account)
 	scripts/demo.sh --1password
+
+check: ## the quick loop (under a minute warm): gofmt, go vet, staticcheck, shellcheck, go test -short
+	scripts/check.sh
 
 test: deps test-go test-templates test-nix test-compose e2e ## every test, end to end included (installs missing Debian packages first)
 	@echo "make test: all suites passed"

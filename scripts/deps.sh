@@ -2,10 +2,13 @@
 # Installs the system packages that `make test` needs on Debian or Ubuntu.
 # Go and Node.js/npm are expected on PATH (the Codex CLI comes from npm at test time).
 set -euo pipefail
+# shellcheck source=scripts/lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 # One line per area; each lists the Debian packages that area's tests need.
 packages=(
 	git make ca-certificates curl   # everything
+	shellcheck                      # check: lints the shell scripts (staticcheck comes from the Go module proxy)
 	nodejs npm                      # test-go: the real Codex CLI
 	nix-bin shellcheck jq lua5.4   # test-nix: nix-instantiate, nix hash, shellcheck, lock file, Neovim Lua
 	python3 python3-yaml python3-tomlkit openssl  # test-nix: workflow properties (a TLS stand-in for GHCR); the image config as TOML
@@ -27,10 +30,10 @@ if command -v npm >/dev/null 2>&1; then
 	missing=("${kept[@]}")
 fi
 if ((${#missing[@]})); then
-	echo "deps: installing ${missing[*]}" >&2
+	log "installing ${missing[*]}"
 	sudo_cmd=()
 	[[ $(id -u) -eq 0 ]] || sudo_cmd=(sudo)
 	"${sudo_cmd[@]}" apt-get update -qq
 	DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
-command -v go >/dev/null || [[ -x /usr/local/go/bin/go ]] || { echo "deps: Go is not installed; install Go 1.24 or later" >&2; exit 1; }
+command -v go >/dev/null || [[ -x /usr/local/go/bin/go ]] || die "Go is not installed; install Go 1.24 or later"

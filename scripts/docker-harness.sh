@@ -30,8 +30,8 @@
 # iptables (scripts/deps.sh).
 set -euo pipefail
 
-log() { printf 'docker-harness: %s\n' "$*" >&2; }
-die() { printf 'docker-harness: error: %s\n' "$*" >&2; exit 1; }
+# shellcheck source=scripts/lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 need() {
 	((EUID == 0)) || die "a Docker Engine needs root"

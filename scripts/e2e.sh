@@ -34,12 +34,10 @@
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-cache=${EGOENGINE_CACHE:-$HOME/.cache/egoengine}
+# shellcheck source=scripts/lib.sh
+. "$root/scripts/lib.sh"
 # v2.27.0 does not build from this proxy (one of its modules is not served).
 CODER_VERSION=v2.26.0
-
-log() { printf 'e2e: %s\n' "$*" >&2; }
-die() { printf 'e2e: error: %s\n' "$*" >&2; exit 1; }
 
 # build_coder: prints the path of a coder binary of CODER_VERSION, building
 # it from the Go module proxy the first time. Without the `embed` build tag:
@@ -52,8 +50,7 @@ build_coder() {
 	fi
 	command -v go >/dev/null || die "go is not on PATH; install Go (scripts/deps.sh says which)"
 	mkdir -p "$cache"
-	dir=$(cd /tmp && go mod download -json "github.com/coder/coder/v2@$CODER_VERSION" | sed -nE 's/^[[:space:]]*"Dir": "(.*)",?$/\1/p')
-	[[ -n $dir && -d $dir ]] || die "go mod download github.com/coder/coder/v2@$CODER_VERSION gave no folder (is the Go module proxy reachable?)"
+	dir=$(go_module_dir "github.com/coder/coder/v2@$CODER_VERSION")
 	# The module cache is read-only and `go install` refuses replace
 	# directives: build in a writable copy, kept for the next build.
 	src=$cache/coder-src-$CODER_VERSION

@@ -8,17 +8,16 @@
 # (bin/codex.js) so that tests exercise what egoagent runs in the image and
 # do not depend on Node.js being on PATH at test time.
 set -euo pipefail
+# shellcheck source=scripts/lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 version=0.169.0
-prefix="${XDG_CACHE_HOME:-$HOME/.cache}/egoengine/codex-$version"
+prefix=$cache/codex-$version
 
 case "$(uname -s)-$(uname -m)" in
 	Linux-x86_64) triple=x86_64-unknown-linux-musl ;;
 	Linux-aarch64) triple=aarch64-unknown-linux-musl ;;
-	*)
-		echo "ensure-codex: no native Codex CLI for $(uname -s) $(uname -m)" >&2
-		exit 1
-		;;
+	*) die "no native Codex CLI for $(uname -s) $(uname -m)" ;;
 esac
 
 # find_native prints the native executable inside the installed package, or
@@ -32,11 +31,8 @@ find_native() {
 
 native=$(find_native)
 if [[ -z $native ]]; then
-	command -v npm >/dev/null || {
-		echo "ensure-codex: npm is not on PATH; run scripts/deps.sh (Debian packages nodejs npm)" >&2
-		exit 1
-	}
-	echo "ensure-codex: installing @openai/codex@$version into $prefix" >&2
+	command -v npm >/dev/null || die "npm is not on PATH; run scripts/deps.sh (Debian packages nodejs npm)"
+	log "installing @openai/codex@$version into $prefix"
 	mkdir -p "$prefix"
 	# --prefix keeps the install out of the repository and out of the global
 	# npm folder; the package.json npm writes there is the cache's own.
@@ -44,15 +40,9 @@ if [[ -z $native ]]; then
 		"@openai/codex@$version" >&2
 	native=$(find_native)
 fi
-if [[ -z $native ]]; then
-	echo "ensure-codex: @openai/codex@$version is installed in $prefix but holds no native codex for $triple" >&2
-	exit 1
-fi
+[[ -n $native ]] || die "@openai/codex@$version is installed in $prefix but holds no native codex for $triple"
 
 # A quick sanity run: the binary must start and report the pinned version.
 got=$("$native" --version 2>/dev/null || true)
-if [[ $got != *"$version"* ]]; then
-	echo "ensure-codex: $native reports '${got:-nothing}', expected version $version; remove $prefix and run again" >&2
-	exit 1
-fi
+[[ $got == *"$version"* ]] || die "$native reports '${got:-nothing}', expected version $version; remove $prefix and run again"
 printf '%s\n' "$native"

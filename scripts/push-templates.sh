@@ -25,8 +25,8 @@ templates_dir=$root/coder-templates
 all_templates=(egoengine-shell egoengine-envbuilder)
 push_tmp=""
 
-die() { printf 'push-templates: error: %s\n' "$*" >&2; exit 1; }
-log() { printf 'push-templates: %s\n' "$*" >&2; }
+# shellcheck source=scripts/lib.sh
+. "$root/scripts/lib.sh"
 
 usage() {
 	sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d' | sed 's/^# \{0,1\}//'

@@ -27,16 +27,14 @@
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-cache=${EGOENGINE_CACHE:-$HOME/.cache/egoengine}
+# shellcheck source=scripts/lib.sh
+. "$root/scripts/lib.sh"
 SUITE=${STANDIN_SUITE:-bookworm}
 MIRROR=${STANDIN_MIRROR:-http://deb.debian.org/debian}
 IMAGE=ghcr.io/veraticus/nix-config/egoengine
 # Debian's share of the image's promises. Changing the list changes the
 # cache key: the tarball is made again.
 PACKAGES=ca-certificates,curl,zsh,git,neovim,direnv
-
-log() { printf 'standin-image: %s\n' "$*" >&2; }
-die() { printf 'standin-image: error: %s\n' "$*" >&2; exit 1; }
 
 rootfs_path() {
 	local key

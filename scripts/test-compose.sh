@@ -5,29 +5,23 @@
 # is validated by the real Caddy at the release the stack runs, and
 # scripts/compose.sh is linted and exercised.
 set -euo pipefail
+# shellcheck source=scripts/lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$(dirname "$0")/.."
 
-command -v go >/dev/null || { echo "test-compose: go is not on PATH" >&2; exit 1; }
+command -v go >/dev/null || die "go is not on PATH"
 for tool in git shellcheck; do
-	command -v "$tool" >/dev/null || { echo "test-compose: $tool is missing; run scripts/deps.sh" >&2; exit 1; }
+	command -v "$tool" >/dev/null || die "$tool is missing; run scripts/deps.sh"
 done
 
-shellcheck scripts/compose.sh scripts/test-compose.sh
+shellcheck -x scripts/compose.sh scripts/test-compose.sh
 
 # Caddy is built from the Go module proxy once per release and reused.
 caddy_version=$(sed -n 's/^[[:space:]]*image:[[:space:]]*caddy:\([0-9][0-9.]*\)[[:space:]]*$/\1/p' compose/compose.yaml)
-[[ -n $caddy_version ]] || { echo "test-compose: no pinned caddy image found in compose/compose.yaml" >&2; exit 1; }
-caddy_dir="${HOME}/.cache/egoengine/caddy-v${caddy_version}"
-if [[ ! -x $caddy_dir/caddy ]]; then
-	echo "test-compose: building Caddy v${caddy_version} into ${caddy_dir} (once)" >&2
-	tmp=$(mktemp -d)
-	trap 'rm -rf "$tmp"' EXIT
-	GOBIN="$tmp" go install "github.com/caddyserver/caddy/v2/cmd/caddy@v${caddy_version}"
-	mkdir -p "$caddy_dir"
-	mv "$tmp/caddy" "$caddy_dir/caddy"
-fi
+[[ -n $caddy_version ]] || die "no pinned caddy image found in compose/compose.yaml"
+caddy=$(go_tool "github.com/caddyserver/caddy/v2/cmd/caddy@v${caddy_version}" "$cache/caddy-v${caddy_version}/caddy")
 
 cd compose
 go vet ./...
-CADDY_BIN="$caddy_dir/caddy" go test -count=1 ./...
-echo "test-compose: ok"
+CADDY_BIN="$caddy" go test -count=1 ./...
+log ok

@@ -2,13 +2,13 @@
 # Go tests for egoagent. The real Codex CLI is installed from npm (pinned, cached)
 # and required: a test that needs it fails here instead of skipping.
 set -euo pipefail
+# shellcheck source=scripts/lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$(dirname "$0")/.."
 
 unformatted=$(gofmt -l cmd internal)
 if [[ -n $unformatted ]]; then
-	echo "test-go: gofmt would change:" >&2
-	echo "$unformatted" >&2
-	exit 1
+	die "gofmt would change:"$'\n'"$unformatted"
 fi
 go vet ./...
 

@@ -31,9 +31,10 @@
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 1
 repo=$PWD
+# shellcheck source=scripts/lib.sh
+. "$repo/scripts/lib.sh"
 
 ACTIONLINT_VERSION=v1.7.12
-cache="${XDG_CACHE_HOME:-$HOME/.cache}/egoengine"
 actionlint_bin="$cache/actionlint-$ACTIONLINT_VERSION/actionlint"
 
 # Debian's nix-bin has no nixbld group; nothing here builds.
@@ -47,17 +48,9 @@ done
 # Debian's Python, with its YAML (workflows) and TOML (image config) modules.
 /usr/bin/python3 -c 'import yaml, tomlkit' 2>/dev/null || missing+=("python3-yaml python3-tomlkit")
 if ((${#missing[@]})); then
-	echo "test-nix: missing ${missing[*]}; run scripts/deps.sh (as root) first" >&2
-	exit 1
+	die "missing ${missing[*]}; run scripts/deps.sh (as root) first"
 fi
-if [[ ! -x $actionlint_bin ]]; then
-	echo "test-nix: building actionlint $ACTIONLINT_VERSION into $(dirname "$actionlint_bin")" >&2
-	mkdir -p "$(dirname "$actionlint_bin")"
-	GOBIN="$(dirname "$actionlint_bin")" GOFLAGS='' go install "github.com/rhysd/actionlint/cmd/actionlint@$ACTIONLINT_VERSION" || {
-		echo "test-nix: could not build actionlint" >&2
-		exit 1
-	}
-fi
+go_tool "github.com/rhysd/actionlint/cmd/actionlint@$ACTIONLINT_VERSION" "$actionlint_bin" >/dev/null
 
 tmp=$(mktemp -d)
 trap 'chmod -R u+w "$tmp" 2>/dev/null; rm -rf "$tmp"' EXIT

@@ -13,7 +13,9 @@
 #      holding it at its address before the shared module moves it and
 #      destroys nothing (and a copy without the `moved` block is caught);
 #   5. the shell scripts the templates run: shellcheck, and the egoagent start
-#      script and envbuilder init wrapper run against stand-in commands.
+#      script and envbuilder init wrapper run against stand-in commands;
+#   6. the security checks both templates' tests share are the same text in
+#      each (and a copy that drifted alone is caught).
 # OpenTofu and the providers come from scripts/tools.sh (built once, cached).
 set -euo pipefail
 
@@ -21,8 +23,10 @@ root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 templates_dir=$root/coder-templates
 templates=(egoengine-shell egoengine-envbuilder)
 
-die() { printf 'test-templates: FAIL: %s\n' "$*" >&2; exit 1; }
-log() { printf 'test-templates: %s\n' "$*" >&2; }
+# A failed check says FAIL, as the other suites do.
+die_tag=FAIL
+# shellcheck source=scripts/lib.sh
+. "$root/scripts/lib.sh"
 
 command -v shellcheck >/dev/null || die "shellcheck is not installed (scripts/deps.sh installs it)"
 
@@ -87,7 +91,7 @@ step_upload_contents() {
 	"$root/scripts/push-templates.sh" --stage "$work/upload" 2>/dev/null
 	for name in "${templates[@]}"; do
 		dir=$work/upload/$name
-		[[ -f $dir/main.tf && -f $dir/README.md && -f $dir/modules/egoengine-agent/main.tf && -f $dir/modules/egoengine-agent/egoagent-start.sh && -f $dir/modules/egoengine-agent/egoagent-stop.sh && -f $dir/modules/egoengine-home/main.tf ]] ||
+		[[ -f $dir/main.tf && -f $dir/README.md && -f $dir/modules/egoengine-agent/main.tf && -f $dir/modules/egoengine-agent/egoagent-start.sh && -f $dir/modules/egoengine-agent/egoagent-stop.sh && -f $dir/modules/egoengine-home/main.tf && -f $dir/modules/egoengine-container/main.tf ]] ||
 			die "$name: the upload folder lacks main.tf, README.md or the shared modules"
 		[[ -z $(find "$dir" -name '.terraform*' -o -name tests -o -name 'standin-*' -o -type l) ]] ||
 			die "$name: the upload folder holds a lock file, tests, stand-ins or symlinks: $(find "$dir" -name '.terraform*' -o -name tests -o -name 'standin-*' -o -type l)"
@@ -199,6 +203,43 @@ step_regressions() {
 	broken parameter egoengine-envbuilder "The token must not appear in any coder_parameter."
 	broken unpinned egoengine-envbuilder "fallback_image must default to the egoengine image at image_tag."
 	broken workdir egoengine-envbuilder "lacks part of its configuration"
+}
+
+# Both templates' tests carry the same security checks, between the lines
+# "# BEGIN shared security checks" and "# END shared security checks", so that
+# their messages (which the broken copies above expect) cannot drift apart.
+shared_begin='# BEGIN shared security checks'
+shared_end='# END shared security checks'
+
+# shared_checks FILE: the shared block of one test file, markers included.
+shared_checks() {
+	awk -v b="$shared_begin" -v e="$shared_end" 'index($0, b) == 1 { on = 1 } on { print } index($0, e) == 1 { on = 0 }' "$1"
+}
+
+# shared_checks_differ A B: says how the shared blocks of two test files
+# differ; prints nothing when both hold one whole block of the same text.
+shared_checks_differ() {
+	local f text=()
+	for f in "$@"; do
+		text+=("$(shared_checks "$f")")
+		if [[ $(grep -c "^$shared_begin" "$f") != 1 || $(grep -c "^$shared_end" "$f") != 1 || ${text[-1]} != *"$shared_end" ]]; then
+			echo "$f: no single block between \"$shared_begin\" and \"$shared_end\""
+			return 0
+		fi
+	done
+	diff -u --label "$1" --label "$2" <(printf '%s\n' "${text[0]}") <(printf '%s\n' "${text[1]}") || true
+}
+
+step_shared_checks() {
+	local files=() name problem drifted=$work/drifted.tftest.hcl
+	for name in "${templates[@]}"; do files+=("$templates_dir/$name/tests/$name.tftest.hcl"); done
+	problem=$(shared_checks_differ "${files[@]}")
+	[[ -z $problem ]] || die "the shared security checks differ between the templates' tests; make them the same:"$'\n'"$problem"
+	# A copy whose message moved on alone must be caught.
+	cp "${files[1]}" "$drifted"
+	mutate "$drifted" 's/op_service_account_token must be a sensitive variable\./The token variable must be sensitive./'
+	[[ -n $(shared_checks_differ "${files[0]}" "$drifted") ]] || die "the drift check did not notice a copy of the shared security checks that drifted"
+	log "the shared security checks are the same in both templates' tests (and a drifted copy is caught)"
 }
 
 # The home volume must survive a template update. Before the shared
@@ -439,6 +480,7 @@ EOF
 }
 
 step_fmt
+step_shared_checks
 step_upload_contents
 step_tofu_test
 step_regressions

@@ -27,15 +27,13 @@ PEERCRED_REPLACEMENT=github.com/tailscale/peercred@v0.0.0-20250107143737-35a0c7b
 # The coder provider's go.mod asks for this; older toolchains refuse to build it.
 GO_MIN_MINOR=26
 
-cache=${EGOENGINE_CACHE:-$HOME/.cache/egoengine}
+# shellcheck source=scripts/lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 mirror=$cache/tofu-mirror
 platform=linux_amd64
 # Templates say `source = "coder/coder"`; OpenTofu resolves that host-less
 # address to registry.opentofu.org, so the mirror files them under that host.
 host=registry.opentofu.org
-
-log() { printf 'tools: %s\n' "$*" >&2; }
-die() { printf 'tools: error: %s\n' "$*" >&2; exit 1; }
 
 check_go() {
 	command -v go >/dev/null || die "go is not on PATH; install Go 1.$GO_MIN_MINOR or later (https://go.dev/dl/)"
@@ -51,15 +49,6 @@ check_go() {
 	fi
 }
 
-# module_dir MODULE@VERSION: downloads a module (checksums verified against
-# sum.golang.org as usual) and prints its read-only folder in the module cache.
-module_dir() {
-	local dir
-	dir=$(go mod download -json "$1" | sed -nE 's/^[[:space:]]*"Dir": "(.*)",?$/\1/p')
-	[[ -n $dir && -d $dir ]] || die "go mod download $1 gave no folder (is the Go module proxy reachable?)"
-	printf '%s\n' "$dir"
-}
-
 # writable_copy DIR: the module cache is read-only; builds that need to edit
 # go.mod or that sit behind replace directives run in a throwaway copy.
 writable_copy() {
@@ -70,21 +59,13 @@ writable_copy() {
 	printf '%s\n' "$tmp"
 }
 
-# install_binary BUILT DEST: moves a finished build into place in one step, so
-# an interrupted run never leaves a half-written binary that looks cached.
-install_binary() {
-	mkdir -p "$(dirname "$2")"
-	mv -f "$1" "$2.partial"
-	mv -f "$2.partial" "$2"
-}
-
 gobuild() { go build -trimpath -ldflags=-s "$@"; }
 
 build_tofu() {
 	local dest=$cache/tofu-$TOFU_VERSION/tofu src tmp
 	if [[ -x $dest ]]; then return; fi
 	log "building OpenTofu v$TOFU_VERSION (several minutes)"
-	src=$(module_dir "github.com/opentofu/opentofu@v$TOFU_VERSION")
+	src=$(go_module_dir "github.com/opentofu/opentofu@v$TOFU_VERSION")
 	# `go install` refuses modules with replace directives, so build in a copy.
 	tmp=$(writable_copy "$src")
 	# version.dev=no: a release build, so `tofu version` says 1.10.6, not 1.10.6-dev.
@@ -98,14 +79,7 @@ provider_path() { # TYPE VERSION
 }
 
 build_coder_provider() {
-	local dest tmp
-	dest=$(provider_path coder "$CODER_PROVIDER_VERSION")
-	if [[ -x $dest ]]; then return; fi
-	log "building coder/coder provider v$CODER_PROVIDER_VERSION"
-	tmp=$(mktemp -d "${TMPDIR:-/tmp}/egoengine-tools.XXXXXX")
-	GOBIN=$tmp go install -trimpath -ldflags=-s "github.com/coder/terraform-provider-coder/v2@v$CODER_PROVIDER_VERSION"
-	install_binary "$tmp/terraform-provider-coder" "$dest"
-	rm -rf "$tmp"
+	go_tool "github.com/coder/terraform-provider-coder/v2@v$CODER_PROVIDER_VERSION" "$(provider_path coder "$CODER_PROVIDER_VERSION")" >/dev/null
 }
 
 build_docker_provider() {
@@ -113,7 +87,7 @@ build_docker_provider() {
 	local src tmp
 	if [[ -x $dest ]]; then return; fi
 	log "building kreuzwerker/docker provider v$DOCKER_PROVIDER_VERSION ($DOCKER_PROVIDER_MODULE_VERSION)"
-	src=$(module_dir "github.com/kreuzwerker/terraform-provider-docker@$DOCKER_PROVIDER_MODULE_VERSION")
+	src=$(go_module_dir "github.com/kreuzwerker/terraform-provider-docker@$DOCKER_PROVIDER_MODULE_VERSION")
 	tmp=$(writable_copy "$src")
 	(cd "$tmp" && gobuild -o "$tmp/provider.bin" .)
 	install_binary "$tmp/provider.bin" "$dest"
@@ -125,7 +99,7 @@ build_envbuilder_provider() {
 	dest=$(provider_path envbuilder "$ENVBUILDER_PROVIDER_VERSION")
 	if [[ -x $dest ]]; then return; fi
 	log "building coder/envbuilder provider v$ENVBUILDER_PROVIDER_VERSION"
-	src=$(module_dir "github.com/coder/terraform-provider-envbuilder@v$ENVBUILDER_PROVIDER_VERSION")
+	src=$(go_module_dir "github.com/coder/terraform-provider-envbuilder@v$ENVBUILDER_PROVIDER_VERSION")
 	tmp=$(writable_copy "$src")
 	(
 		cd "$tmp"

@@ -9,6 +9,8 @@
 # It vendors a copy of the files the Nix build sees (go.mod, go.sum, cmd/,
 # internal/, bench/: see nix/egoagent/package.nix), never the working tree itself.
 set -euo pipefail
+# shellcheck source=scripts/lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$(dirname "$0")/.."
 
 mode='write'
@@ -21,10 +23,7 @@ case "${1:-}" in
 	;;
 esac
 
-command -v nix >/dev/null || {
-	echo "vendor-hash: nix is not installed (Debian: apt-get install nix-bin)" >&2
-	exit 1
-}
+command -v nix >/dev/null || die "nix is not installed (Debian: apt-get install nix-bin)"
 # Debian's nix-bin has no nixbld group; nothing here builds, so say so.
 export NIX_CONFIG="build-users-group =
 experimental-features = nix-command"
@@ -35,9 +34,7 @@ mkdir "$tmp/src"
 cp go.mod go.sum "$tmp/src/"
 cp -R cmd internal bench "$tmp/src/"
 if ! (cd "$tmp/src" && GOWORK=off GOFLAGS='' go mod vendor) >"$tmp/log" 2>&1; then
-	echo "vendor-hash: go mod vendor failed:" >&2
-	cat "$tmp/log" >&2
-	exit 1
+	die "go mod vendor failed:"$'\n'"$(cat "$tmp/log")"
 fi
 
 if [[ -d $tmp/src/vendor ]]; then

@@ -130,8 +130,10 @@ data "coder_parameter" "fallback_image" {
 }
 
 locals {
-  user            = "joshsymonds"
-  home            = "/home/${local.user}"
+  # The user, home, name, labels, Coder URL and token entry every egoengine
+  # container shares (see modules/egoengine-container).
+  user            = module.container.user
+  home            = module.container.home
   egoengine_image = "ghcr.io/veraticus/nix-config/egoengine:${var.image_tag}"
   cache_enabled   = var.cache_repo != ""
 
@@ -146,12 +148,12 @@ locals {
   # cached image. A Coder reached at localhost is the Docker host.
   agent_env = {
     CODER_AGENT_TOKEN       = module.agent.token
-    CODER_AGENT_URL         = replace(data.coder_workspace.me.access_url, "/localhost|127\\.0\\.0\\.1/", "host.docker.internal")
+    CODER_AGENT_URL         = module.container.coder_url
     ENVBUILDER_INIT_COMMAND = "/bin/sh"
     ENVBUILDER_INIT_SCRIPT = templatefile("${path.module}/init-as-user.sh.tftpl", {
       user        = local.user
       home        = local.home
-      init_script = replace(module.agent.init_script, "/localhost|127\\.0\\.0\\.1/", "host.docker.internal")
+      init_script = module.container.init_script
     })
   }
   # The full envbuilder configuration when the container runs the builder
@@ -166,24 +168,20 @@ locals {
     ENVBUILDER_INSECURE             = var.insecure_cache_repo ? "true" : ""
   })
   builder_env_list = [for k in sort(keys(local.builder_env)) : "${k}=${local.builder_env[k]}" if local.builder_env[k] != ""]
-
-  # The only place the 1Password token goes. An empty token is left out
-  # rather than set to an empty string.
-  secret_env = var.op_service_account_token == "" ? [] : ["OP_SERVICE_ACCOUNT_TOKEN=${var.op_service_account_token}"]
-
-  # Coder's labels on the container, to trace it back to its workspace.
-  container_labels = {
-    "coder.owner"          = data.coder_workspace_owner.me.name
-    "coder.owner_id"       = data.coder_workspace_owner.me.id
-    "coder.workspace_id"   = data.coder_workspace.me.id
-    "coder.workspace_name" = data.coder_workspace.me.name
-  }
 }
 
 module "agent" {
   source = "./modules/egoengine-agent"
   arch   = data.coder_provisioner.me.arch
   home   = local.home
+}
+
+module "container" {
+  source                   = "./modules/egoengine-container"
+  workspace                = data.coder_workspace.me
+  owner                    = data.coder_workspace_owner.me
+  agent_init_script        = module.agent.init_script
+  op_service_account_token = var.op_service_account_token
 }
 
 module "ides" {
@@ -232,13 +230,14 @@ moved {
 resource "docker_container" "workspace" {
   count    = data.coder_workspace.me.start_count
   image    = local.cache_enabled ? envbuilder_cached_image.cached[0].image : docker_image.builder.name
-  name     = "coder-${data.coder_workspace_owner.me.name}-${lower(data.coder_workspace.me.name)}"
+  name     = module.container.name
   hostname = data.coder_workspace.me.name
   # Envbuilder builds as root and drops to the devcontainer's user itself.
-  env = concat(local.cache_enabled ? envbuilder_cached_image.cached[0].env : local.builder_env_list, local.secret_env)
+  # The only place the 1Password token goes is module.container.secret_env.
+  env = concat(local.cache_enabled ? envbuilder_cached_image.cached[0].env : local.builder_env_list, module.container.secret_env)
 
   host {
-    host = "host.docker.internal"
+    host = module.container.docker_host
     ip   = "host-gateway"
   }
   volumes {
@@ -248,7 +247,7 @@ resource "docker_container" "workspace" {
   }
 
   dynamic "labels" {
-    for_each = local.container_labels
+    for_each = module.container.labels
     content {
       label = labels.key
       value = labels.value

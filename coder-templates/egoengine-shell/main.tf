@@ -59,29 +59,25 @@ data "coder_workspace" "me" {}
 data "coder_workspace_owner" "me" {}
 
 locals {
-  user  = "joshsymonds"
-  home  = "/home/${local.user}"
+  # The user, home, name, labels, Coder URL and token entry every egoengine
+  # container shares (see modules/egoengine-container).
+  user  = module.container.user
+  home  = module.container.home
   image = "ghcr.io/veraticus/nix-config/egoengine:${var.image_tag}"
-  # Where the container reaches Coder: the access URL, with a localhost
-  # (the Docker host, seen from the host) rewritten as in the init script.
-  coder_url = replace(data.coder_workspace.me.access_url, "/localhost|127\\.0\\.0\\.1/", "host.docker.internal")
-  # The only place the 1Password token goes. An empty token is left out, so
-  # egoagent reports "no token" rather than failing on an empty one.
-  secret_env = var.op_service_account_token == "" ? [] : ["OP_SERVICE_ACCOUNT_TOKEN=${var.op_service_account_token}"]
-
-  # Coder's labels on the container, to trace it back to its workspace.
-  container_labels = {
-    "coder.owner"          = data.coder_workspace_owner.me.name
-    "coder.owner_id"       = data.coder_workspace_owner.me.id
-    "coder.workspace_id"   = data.coder_workspace.me.id
-    "coder.workspace_name" = data.coder_workspace.me.name
-  }
 }
 
 module "agent" {
   source = "./modules/egoengine-agent"
   arch   = data.coder_provisioner.me.arch
   home   = local.home
+}
+
+module "container" {
+  source                   = "./modules/egoengine-container"
+  workspace                = data.coder_workspace.me
+  owner                    = data.coder_workspace_owner.me
+  agent_init_script        = module.agent.init_script
+  op_service_account_token = var.op_service_account_token
 }
 
 module "ides" {
@@ -109,16 +105,17 @@ moved {
 resource "docker_container" "workspace" {
   count    = data.coder_workspace.me.start_count
   image    = local.image
-  name     = "coder-${data.coder_workspace_owner.me.name}-${lower(data.coder_workspace.me.name)}"
+  name     = module.container.name
   hostname = data.coder_workspace.me.name
   user     = local.user
   # A Coder reached at localhost is the Docker host, not this container.
-  entrypoint = ["sh", "-c", replace(module.agent.init_script, "/localhost|127\\.0\\.0\\.1/", "host.docker.internal")]
-  env        = concat(["CODER_AGENT_TOKEN=${module.agent.token}"], local.secret_env)
+  entrypoint = ["sh", "-c", module.container.init_script]
+  # The only place the 1Password token goes.
+  env = concat(["CODER_AGENT_TOKEN=${module.agent.token}"], module.container.secret_env)
 
   network_mode = var.docker_network
   host {
-    host = "host.docker.internal"
+    host = module.container.docker_host
     ip   = "host-gateway"
   }
 
@@ -140,7 +137,7 @@ resource "docker_container" "workspace" {
   # "container failed to be in healthy state", instead of a build that
   # succeeds and an agent that never connects.
   healthcheck {
-    test     = ["CMD", "curl", "-fsS", "-o", "/dev/null", "--max-time", "4", "${local.coder_url}/healthz"]
+    test     = ["CMD", "curl", "-fsS", "-o", "/dev/null", "--max-time", "4", "${module.container.coder_url}/healthz"]
     interval = "5s"
     timeout  = "5s"
     retries  = 6
@@ -154,7 +151,7 @@ resource "docker_container" "workspace" {
   }
 
   dynamic "labels" {
-    for_each = local.container_labels
+    for_each = module.container.labels
     content {
       label = labels.key
       value = labels.value

@@ -38,6 +38,8 @@ variables {
   op_service_account_token = "ops_TEST-SENTINEL-not-a-real-token"
 }
 
+# BEGIN shared security checks: the same text in both templates' tests;
+# scripts/test-templates.sh fails when the copies differ. Edit both at once.
 run "token_reaches_only_the_container_env" {
   command = apply
 
@@ -66,8 +68,8 @@ run "token_reaches_only_the_container_env" {
     error_message = "OP_SERVICE_ACCOUNT_TOKEN must not be set in coder_agent.env."
   }
   assert {
-    condition     = !strcontains(jsonencode(docker_container.workspace[0].entrypoint), "ops_TEST-SENTINEL") && !strcontains(jsonencode(docker_container.workspace[0].labels), "ops_TEST-SENTINEL")
-    error_message = "The token must not appear in the container's entrypoint or labels."
+    condition     = !strcontains(jsonencode(docker_container.workspace[0].labels), "ops_TEST-SENTINEL") && !strcontains(jsonencode(docker_container.workspace[0].name), "ops_TEST-SENTINEL")
+    error_message = "The token must not appear in the container's name or labels."
   }
   assert {
     condition     = !strcontains(jsonencode(coder_metadata.workspace[0].item), "ops_TEST-SENTINEL")
@@ -84,6 +86,17 @@ run "no_token_no_variable" {
   assert {
     condition     = length([for e in nonsensitive(docker_container.workspace[0].env) : e if startswith(e, "OP_SERVICE_ACCOUNT_TOKEN=")]) == 0
     error_message = "An empty token must be left out of the environment, not set to an empty string."
+  }
+}
+# END shared security checks
+
+# The checks only this template needs: its entrypoint is the agent's script.
+run "token_stays_out_of_the_entrypoint" {
+  command = apply
+
+  assert {
+    condition     = !strcontains(jsonencode(docker_container.workspace[0].entrypoint), "ops_TEST-SENTINEL")
+    error_message = "The token must not appear in the container's entrypoint."
   }
 }
 

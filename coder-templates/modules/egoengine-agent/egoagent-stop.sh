@@ -22,7 +22,7 @@ if [ -z "$pid" ] || [ ! -r "/proc/$pid/cmdline" ]; then
 	exit 0
 fi
 # The process must be egoagent's daemon, not a process that took its pid.
-case $(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null) in
+case $(tr '\0' ' ' 2>/dev/null <"/proc/$pid/cmdline") in
 *egoagent*" run"*) ;;
 *)
 	echo "egoagent stop: pid $pid is not egoagent's daemon; nothing to stop"
@@ -32,7 +32,7 @@ esac
 kill -TERM "$pid" 2>/dev/null || exit 0
 i=0
 while [ "$i" -lt 200 ]; do
-	if [ ! -r "/proc/$pid/cmdline" ] || [ -z "$(tr -d '\0' <"/proc/$pid/cmdline" 2>/dev/null)" ]; then
+	if [ ! -r "/proc/$pid/cmdline" ] || [ -z "$(tr -d '\0' 2>/dev/null <"/proc/$pid/cmdline")" ]; then
 		echo "egoagent stop: daemon $pid stopped"
 		exit 0
 	fi

@@ -67,7 +67,7 @@ func newSRPServer(x *big.Int) (*srpServer, error) {
 // setA takes the client's public value and derives the session key.
 func (s *srpServer) setA(A *big.Int) error {
 	if new(big.Int).Mod(A, srpN).Sign() == 0 {
-		return errors.New("A is zero modulo N")
+		return errors.New("the client's public value A is zero modulo N")
 	}
 	s.A = A
 	u := new(big.Int).SetBytes(sha(pad(A), pad(s.B)))

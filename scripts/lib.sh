@@ -1,0 +1,67 @@
+# shellcheck shell=bash
+# What the scripts share, sourced by each: their way of talking, the one cache
+# folder, and building pinned Go tools into it. Kept here so that a cache path
+# or a message style cannot drift apart between scripts.
+#
+#   # shellcheck source=scripts/lib.sh
+#   . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+#
+# (scripts/compose.sh does not: compose/'s tests run a copy of it alone.)
+
+# me names the script in every message: "tools: building ...". A script may
+# set die_tag before sourcing: what marks a fatal message after the name.
+me=$(basename "$0" .sh)
+die_tag=${die_tag:-error}
+
+log() { printf '%s: %s\n' "$me" "$*" >&2; }
+die() { printf '%s: %s: %s\n' "$me" "$die_tag" "$*" >&2; exit 1; }
+
+# The cache of builds and downloads, each in a folder named for its version so
+# that a new pin never reuses an old build. EGOENGINE_CACHE moves it (e2e.sh
+# passes it through sudo); otherwise it follows XDG_CACHE_HOME.
+# shellcheck disable=SC2034 # used by the scripts that source this
+cache=${EGOENGINE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/egoengine}
+
+# install_binary BUILT DEST: moves a finished build into place in one step, so
+# an interrupted run never leaves a half-written binary that looks cached.
+install_binary() {
+	mkdir -p "$(dirname "$2")"
+	mv -f "$1" "$2.partial.$$"
+	mv -f "$2.partial.$$" "$2"
+}
+
+# go_module_dir MODULE@VERSION: downloads a module from the Go module proxy
+# (checksums verified against sum.golang.org as usual) and prints its
+# read-only folder in the module cache. Run outside any module, so that the
+# caller's go.mod and GOFLAGS play no part.
+go_module_dir() {
+	local dir
+	dir=$(cd / && GOFLAGS='' GOWORK=off go mod download -json "$1" | sed -nE 's/^[[:space:]]*"Dir": "(.*)",?$/\1/p')
+	[[ -n $dir && -d $dir ]] || die "go mod download $1 gave no folder (is the Go module proxy reachable?)"
+	printf '%s\n' "$dir"
+}
+
+# go_tool PACKAGE@VERSION DEST: builds the command PACKAGE at that version from
+# the Go module proxy (go install: checksums verified as usual) into DEST, the
+# first time only; DEST's path carries the version. Prints DEST.
+go_tool() {
+	local pkg=$1 dest=$2 tmp
+	local -a built
+	if [[ ! -x $dest ]]; then
+		command -v go >/dev/null || die "go is not on PATH; install Go (scripts/deps.sh says which)"
+		log "building $pkg into $(dirname "$dest") (once)"
+		tmp=$(mktemp -d "${TMPDIR:-/tmp}/egoengine-tool.XXXXXX")
+		if ! (cd / && GOBIN=$tmp GOFLAGS='' GOWORK=off go install -trimpath -ldflags=-s "$pkg") >&2; then
+			rm -rf "$tmp"
+			die "could not build $pkg"
+		fi
+		built=("$tmp"/*)
+		if ((${#built[@]} != 1)) || [[ ! -x ${built[0]} ]]; then
+			rm -rf "$tmp"
+			die "go install $pkg left no single binary"
+		fi
+		install_binary "${built[0]}" "$dest"
+		rm -rf "$tmp"
+	fi
+	printf '%s\n' "$dest"
+}
