@@ -97,6 +97,17 @@ func hangingSource(t *testing.T, w *workspace) {
 	}
 }
 
+// silentHelper points w at 1Password through a stand-in helper that never
+// answers, and returns the helper's path.
+func silentHelper(t *testing.T, w *workspace) string {
+	t.Helper()
+	cfg := "[source]\nkind = \"1password\"\n" + oneSecret
+	os.WriteFile(w.config, []byte(cfg), 0o600)
+	helper := filepath.Join(t.TempDir(), "egoagent-op")
+	os.WriteFile(helper, []byte("#!/bin/sh\nexec sleep 600\n"), 0o700)
+	return helper
+}
+
 // A pass that waits on a source still ends on SIGTERM or SIGINT (a person's
 // Ctrl-C, a daemon that died), within its grace, leaving files as they were.
 func TestSyncStopsOnASignalWhileTheSourceHangs(t *testing.T) {
@@ -131,11 +142,7 @@ func TestSyncStopsOnASignalWhileTheSourceHangs(t *testing.T) {
 // SIGKILL mid-request. (The leftover check in TestMain is what fails.)
 func TestTheHelperDiesWithItsEgoagent(t *testing.T) {
 	w := newWorkspace(t, oneSecret)
-	cfg := "[source]\nkind = \"1password\"\n" + oneSecret
-	os.WriteFile(w.config, []byte(cfg), 0o600)
-	// A stand-in helper that never answers.
-	helper := filepath.Join(t.TempDir(), "egoagent-op")
-	os.WriteFile(helper, []byte("#!/bin/sh\nexec sleep 600\n"), 0o700)
+	helper := silentHelper(t, w)
 	c := w.cmd("sync")
 	c.Env = append(c.Env, "EGOAGENT_OP_HELPER="+helper)
 	if err := c.Start(); err != nil {
@@ -155,10 +162,7 @@ func TestTheHelperDiesWithItsEgoagent(t *testing.T) {
 // daemon killed outright mid-pass takes the pass's helper with it.
 func TestTheHelperDiesWithItsDaemon(t *testing.T) {
 	w := newWorkspace(t, oneSecret)
-	cfg := "[source]\nkind = \"1password\"\n" + oneSecret
-	os.WriteFile(w.config, []byte(cfg), 0o600)
-	helper := filepath.Join(t.TempDir(), "egoagent-op")
-	os.WriteFile(helper, []byte("#!/bin/sh\nexec sleep 600\n"), 0o700)
+	helper := silentHelper(t, w)
 	c := w.cmd("start", "--deadline", "1s")
 	c.Env = append(c.Env, "EGOAGENT_OP_HELPER="+helper)
 	if err := c.Run(); c.ProcessState.ExitCode() != exitFailed {
