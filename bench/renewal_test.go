@@ -126,7 +126,7 @@ func nearPassesPerDay(b *testing.B) int {
 			if !ok {
 				break
 			}
-			if pass.Trigger == "near renewal" {
+			if pass.Trigger == status.TriggerNearRenewal {
 				n++
 			}
 		}

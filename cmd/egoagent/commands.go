@@ -42,7 +42,7 @@ func syncCommand() *cli.Command {
 			}
 			defer eng.Close()
 			rep, err := runPass(c.Context, c.Duration("timeout"), eng, engine.Options{
-				Trigger: "sync", Names: c.Args().Slice(), Force: c.Bool("force"),
+				Trigger: status.TriggerSync, Names: c.Args().Slice(), Force: c.Bool("force"),
 			})
 			return reportOutcome(c.App.Writer, rep, err)
 		},

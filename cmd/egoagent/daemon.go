@@ -108,8 +108,8 @@ func startCommand() *cli.Command {
 					return err
 				}
 			}
-			req := e.request("refresh")
-			req.Trigger = "start"
+			req := e.request(daemon.OpRefresh)
+			req.Trigger = status.TriggerStart
 			resp, err := daemon.CallWhenUp(ctx, e.stateDir, req)
 			if err != nil {
 				if ctx.Err() != nil {
@@ -138,7 +138,7 @@ func refreshCommand() *cli.Command {
 			}
 			ctx, cancel := context.WithTimeout(c.Context, c.Duration("timeout"))
 			defer cancel()
-			req := e.request("refresh")
+			req := e.request(daemon.OpRefresh)
 			req.Names, req.Force = c.Args().Slice(), c.Bool("force")
 			resp, err := daemon.Call(ctx, e.stateDir, req)
 			if errors.Is(err, daemon.ErrNoDaemon) {
@@ -152,7 +152,7 @@ func refreshCommand() *cli.Command {
 					return err
 				}
 				defer eng.Close()
-				rep, err := runPass(c.Context, c.Duration("timeout"), eng, engine.Options{Trigger: "refresh", Names: req.Names, Force: req.Force})
+				rep, err := runPass(c.Context, c.Duration("timeout"), eng, engine.Options{Trigger: status.TriggerRefresh, Names: req.Names, Force: req.Force})
 				return reportOutcome(c.App.Writer, rep, err)
 			}
 			if err != nil {

@@ -161,7 +161,7 @@ func Human(w io.Writer, s *State, now time.Time, home string) error {
 			if !sec.StaleSince.IsZero() {
 				lines = append(lines, "failing since "+sec.StaleSince.Local().Format(time.DateTime)+" ("+Ago(now, sec.StaleSince)+")")
 			}
-			if sec.NextWhy == "retry" && !sec.NextRefresh.IsZero() {
+			if sec.NextWhy == TriggerRetry && !sec.NextRefresh.IsZero() {
 				lines = append(lines, "next attempt "+until(now, sec.NextRefresh))
 			}
 		}
@@ -170,7 +170,7 @@ func Human(w io.Writer, s *State, now time.Time, home string) error {
 		}
 	}
 	if p := s.LastPass; p != nil {
-		fmt.Fprintf(w, "\nlast pass: %s, %s, %d request(s) to the source, took %s\n", printable.Name(p.Trigger), Ago(now, p.Finished), p.Calls, Round(p.Finished.Sub(p.Started)))
+		fmt.Fprintf(w, "\nlast pass: %s, %s, %d request(s) to the source, took %s\n", printable.Name(string(p.Trigger)), Ago(now, p.Finished), p.Calls, Round(p.Finished.Sub(p.Started)))
 	}
 	if d := s.Daemon; d != nil {
 		if d.Running {
@@ -199,8 +199,8 @@ func shortHome(p, home string) string {
 // next is the NEXT column: when, and why when it is not the schedule.
 func next(now time.Time, sec Secret) string {
 	s := until(now, sec.NextRefresh)
-	if sec.NextWhy != "" && sec.NextWhy != "schedule" && !sec.NextRefresh.IsZero() {
-		s += " (" + printable.Name(sec.NextWhy) + ")"
+	if sec.NextWhy != "" && sec.NextWhy != TriggerSchedule && !sec.NextRefresh.IsZero() {
+		s += " (" + printable.Name(string(sec.NextWhy)) + ")"
 	}
 	return s
 }
@@ -238,7 +238,7 @@ func chain(sec Secret, now time.Time) []string {
 		}
 		lines = append(lines, l)
 	}
-	if sec.NextWhy == "near renewal" && !sec.NextRefresh.IsZero() {
+	if sec.NextWhy == TriggerNearRenewal && !sec.NextRefresh.IsZero() {
 		lines = append(lines, "next look at 1Password "+until(now, sec.NextRefresh)+": near renewal, a copy renewed elsewhere must arrive before this one is used")
 	}
 	return lines

@@ -48,10 +48,13 @@ func benignState() *State {
 			wb := *sec.WriteBack
 			sec.WriteBack = &wb
 		}
-		for _, f := range []*string{&sec.Error, &sec.Note, &sec.Check, &sec.NextWhy, wbNote(sec)} {
+		for _, f := range []*string{&sec.Error, &sec.Note, &sec.Check, wbNote(sec)} {
 			if *f != "" {
 				*f = "plain"
 			}
+		}
+		if sec.NextWhy != "" {
+			sec.NextWhy = "plain"
 		}
 		for _, f := range []*source.Class{&sec.ErrorClass, wbClass(sec)} {
 			if *f != "" {

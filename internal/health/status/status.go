@@ -54,9 +54,26 @@ type State struct {
 	Secrets   []Secret  `json:"secrets"`
 }
 
+// Trigger says what started a pass, or why the daemon plans the next one
+// when it does.
+type Trigger string
+
+// Triggers.
+const (
+	TriggerSync         Trigger = "sync"          // egoagent sync
+	TriggerStart        Trigger = "start"         // egoagent start's first pass
+	TriggerRefresh      Trigger = "refresh"       // egoagent refresh
+	TriggerSchedule     Trigger = "schedule"      // the cron schedule
+	TriggerWatch        Trigger = "watch"         // a watched file changed
+	TriggerRetry        Trigger = "retry"         // backoff after a failure, or the end of a rate-limit hold
+	TriggerNearRenewal  Trigger = "near renewal"  // a dated file is near its renewal point
+	TriggerConfigChange Trigger = "config change" // the config file changed
+	TriggerDaemonStart  Trigger = "daemon start"  // a daemon started without start's pass
+)
+
 // Pass describes one ingestion pass.
 type Pass struct {
-	Trigger  string    `json:"trigger"` // sync, start, schedule, refresh, watch
+	Trigger  Trigger   `json:"trigger"`
 	Started  time.Time `json:"started"`
 	Finished time.Time `json:"finished"`
 	Calls    int       `json:"calls"` // requests made to the source (1Password rate limits count these)
@@ -75,7 +92,7 @@ type Daemon struct {
 	ConfigError string               `json:"config_error,omitempty"` // a broken new config; the daemon keeps the old one
 	HoldUntil   time.Time            `json:"hold_until,omitzero"`    // no automatic pass before this (rate limited)
 	Next        map[string]time.Time `json:"next,omitempty"`         // next refresh per secret
-	Why         map[string]string    `json:"why,omitempty"`          // why then: schedule, retry, near renewal
+	Why         map[string]Trigger   `json:"why,omitempty"`          // why then
 	Passes      int                  `json:"passes"`                 // passes run since the daemon started
 }
 
@@ -97,7 +114,7 @@ type Secret struct {
 	ErrorClass  source.Class `json:"error_class,omitempty"` // why the last attempt failed, as a class
 	StaleSince  time.Time    `json:"stale_since,omitzero"`  // first failure of the current run of failures
 	NextRefresh time.Time    `json:"next_refresh,omitzero"` // set by the daemon
-	NextWhy     string       `json:"next_why,omitempty"`    // and why then
+	NextWhy     Trigger      `json:"next_why,omitempty"`    // and why then
 	Written     string       `json:"written,omitempty"`     // fingerprint of what egoagent last wrote
 	Failures    int          `json:"failures,omitempty"`    // consecutive failed attempts
 

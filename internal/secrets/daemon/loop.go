@@ -164,7 +164,7 @@ func newServer(d *Daemon, cur *Loaded) (*server, error) {
 	}
 	s.plan = NewPlanner(cur.Config, time.Now(), s.rng)
 	if d.InitialPass {
-		s.plan.RunAll("daemon start")
+		s.plan.RunAll(status.TriggerDaemonStart)
 	}
 	s.rewatch()
 	return s, nil
@@ -243,7 +243,7 @@ func (s *server) tick() {
 		if !ok {
 			return
 		}
-		if p.Trigger == "schedule" && s.running != nil {
+		if p.Trigger == status.TriggerSchedule && s.running != nil {
 			// A pass still going makes the scheduled one skip: the next
 			// tick of the schedule will come soon enough.
 			s.Log.Info("scheduled pass skipped: the previous pass is still running")
@@ -262,7 +262,7 @@ func (s *server) startNext() {
 	if j == nil {
 		return
 	}
-	if j.opts.Trigger == "watch" {
+	if j.opts.Trigger == status.TriggerWatch {
 		// Our own writes show up as file events too; a file that still is
 		// what egoagent wrote needs no pass.
 		j.opts.Names = s.changedByOthers(j.opts.Names)
@@ -275,7 +275,7 @@ func (s *server) startNext() {
 	p := &pass{job: j, cancel: cancel, done: make(chan result, 1), giveUp: time.Now().Add(passTimeout + stopGrace)}
 	s.running = p
 	cfg := s.cur.Config
-	s.Log.Info("pass starting", zap.String("trigger", j.opts.Trigger), zap.Strings("names", j.opts.Names), zap.Bool("force", j.opts.Force))
+	s.Log.Info("pass starting", zap.String("trigger", string(j.opts.Trigger)), zap.Strings("names", j.opts.Names), zap.Bool("force", j.opts.Force))
 	go func() {
 		rep, err := s.Runner.Run(ctx, cfg, j.opts)
 		p.done <- result{rep, err}
@@ -294,7 +294,7 @@ func (s *server) finish(r result) {
 	if r.rep != nil {
 		s.plan.Observe(r.rep, now)
 		s.learnFiles(p.opts, r.rep)
-		s.Log.Info("pass finished", zap.String("trigger", p.opts.Trigger), zap.Int("calls", r.rep.Calls), zap.Bool("ok", r.rep.OK()))
+		s.Log.Info("pass finished", zap.String("trigger", string(p.opts.Trigger)), zap.Int("calls", r.rep.Calls), zap.Bool("ok", r.rep.OK()))
 	}
 	for _, w := range p.waiters {
 		resp := Response{}
@@ -352,7 +352,7 @@ func (s *server) reload() {
 	s.cur = next
 	s.plan = NewPlanner(next.Config, time.Now(), s.rng)
 	// A new config may add secrets or fix a reference: try everything now.
-	s.plan.RunAll("config change")
+	s.plan.RunAll(status.TriggerConfigChange)
 	s.rewatch()
 	s.Log.Info("config reloaded", zap.String("config", next.Path))
 }

@@ -49,7 +49,7 @@ func run(p *Planner, end time.Time, seen func(now time.Time) *engine.Report) []t
 			if !ok {
 				break
 			}
-			if pass.Trigger == "near renewal" {
+			if pass.Trigger == status.TriggerNearRenewal {
 				at = append(at, now)
 			}
 			var rep *engine.Report

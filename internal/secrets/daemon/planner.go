@@ -8,6 +8,7 @@ import (
 
 	"github.com/robfig/cron/v3"
 
+	"github.com/veraticus/egoengine/internal/health/status"
 	"github.com/veraticus/egoengine/internal/secrets/config"
 	"github.com/veraticus/egoengine/internal/secrets/engine"
 	"github.com/veraticus/egoengine/internal/secrets/source"
@@ -49,7 +50,7 @@ const (
 
 // Pass is a pass the planner wants run.
 type Pass struct {
-	Trigger string
+	Trigger status.Trigger
 	Names   []string // nil: every secret not in Exclude
 	Exclude []string
 }
@@ -74,7 +75,7 @@ type Planner struct {
 	touched   map[string]time.Time // watch: secret → when its pass is due
 	watched   map[string][]time.Time
 	near      map[string]*near // dated secrets: checks around their renewal
-	full      string           // a full pass is wanted as soon as possible, for this reason
+	full      status.Trigger   // a full pass is wanted as soon as possible, for this reason
 }
 
 // near is what the planner knows of a dated secret's installed copy.
@@ -130,7 +131,7 @@ func (p *Planner) advance(e *entry, now time.Time) {
 
 // RunAll asks for a full pass as soon as possible, with trigger saying why
 // (daemon start, new config).
-func (p *Planner) RunAll(trigger string) { p.full = trigger }
+func (p *Planner) RunAll(trigger status.Trigger) { p.full = trigger }
 
 // Next returns when something will next be due; the zero time if nothing is.
 func (p *Planner) Next() time.Time {
@@ -186,22 +187,22 @@ func (p *Planner) Due(now time.Time) (Pass, bool) {
 		p.advance(e, now)
 		if e.name == "" {
 			p.covered(p.overrides)
-			return Pass{Trigger: "schedule", Exclude: slices.Clone(p.overrides)}, true
+			return Pass{Trigger: status.TriggerSchedule, Exclude: slices.Clone(p.overrides)}, true
 		}
 		p.coveredName(e.name)
-		return Pass{Trigger: "schedule", Names: []string{e.name}}, true
+		return Pass{Trigger: status.TriggerSchedule, Names: []string{e.name}}, true
 	}
 	if names := dueNames(p.retriesAt(), now); len(names) > 0 {
 		for _, n := range names {
 			p.retries[n].at = time.Time{}
 		}
-		return Pass{Trigger: "retry", Names: names}, true
+		return Pass{Trigger: status.TriggerRetry, Names: names}, true
 	}
 	if names := dueNames(p.touched, now); len(names) > 0 {
 		for _, n := range names {
 			delete(p.touched, n)
 		}
-		return Pass{Trigger: "watch", Names: names}, true
+		return Pass{Trigger: status.TriggerWatch, Names: names}, true
 	}
 	due := map[string]time.Time{}
 	for n, x := range p.near {
@@ -211,7 +212,7 @@ func (p *Planner) Due(now time.Time) (Pass, bool) {
 		for _, n := range names {
 			p.near[n].next = nearNext(p.near[n], now)
 		}
-		return Pass{Trigger: "near renewal", Names: names}, true
+		return Pass{Trigger: status.TriggerNearRenewal, Names: names}, true
 	}
 	return Pass{}, false
 }
@@ -386,17 +387,17 @@ func backoff(failures int, rng *rand.Rand) time.Duration {
 
 // NextRefresh says when secret name will next be refreshed, and why: the
 // schedule, a retry, or a check near its renewal; for status.
-func (p *Planner) NextRefresh(name string) (next time.Time, why string) {
+func (p *Planner) NextRefresh(name string) (next time.Time, why status.Trigger) {
 	for _, e := range p.entries {
 		if e.name == name || (e.name == "" && !slices.Contains(p.overrides, name)) {
-			next, why = e.next, "schedule"
+			next, why = e.next, status.TriggerSchedule
 		}
 	}
 	if r := p.retries[name]; r != nil && !r.at.IsZero() && r.at.Before(next) {
-		next, why = r.at, "retry"
+		next, why = r.at, status.TriggerRetry
 	}
 	if n := p.near[name]; n != nil && n.next.Before(next) {
-		next, why = n.next, "near renewal"
+		next, why = n.next, status.TriggerNearRenewal
 	}
 	if next.Before(p.holdUntil) {
 		next, why = p.holdUntil, "rate limited"

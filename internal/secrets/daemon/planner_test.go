@@ -11,6 +11,7 @@ import (
 
 	"github.com/veraticus/egoengine/internal/health/check"
 	"github.com/veraticus/egoengine/internal/health/statedir"
+	"github.com/veraticus/egoengine/internal/health/status"
 	"github.com/veraticus/egoengine/internal/secrets/config"
 	"github.com/veraticus/egoengine/internal/secrets/engine"
 	"github.com/veraticus/egoengine/internal/secrets/source"
@@ -59,7 +60,7 @@ func simulate(t *testing.T, cfgTOML string, fail source.Class, length time.Durat
 		Now:     func() time.Time { return now },
 	}
 	p := NewPlanner(cfg, now, rand.New(rand.NewPCG(1, 2)))
-	p.RunAll("start")
+	p.RunAll(status.TriggerStart)
 	for now.Sub(start) < length {
 		next := p.Next()
 		if next.IsZero() {
@@ -110,7 +111,7 @@ func TestAuthErrorsWaitForTheSchedule(t *testing.T) {
 	for _, class := range []source.Class{source.ClassInvalidToken, source.ClassMissingToken, source.ClassNotFound} {
 		calls, passes := simulate(t, plannerConfig, class, time.Hour)
 		for _, p := range passes {
-			if p.Trigger == "retry" {
+			if p.Trigger == status.TriggerRetry {
 				t.Fatalf("%s: a retry pass ran", class)
 			}
 		}
@@ -138,7 +139,7 @@ path = "~/a"
 		t.Fatalf("calls = %d in an hour of unreachable source: %+v", calls, passes)
 	}
 	for i := 1; i < len(passes); i++ {
-		if passes[i].Trigger != "retry" {
+		if passes[i].Trigger != status.TriggerRetry {
 			t.Fatalf("pass %d: %+v", i, passes[i])
 		}
 	}
@@ -188,7 +189,7 @@ func TestTouchDebouncesAndCaps(t *testing.T) {
 		t.Fatal("due before the debounce")
 	}
 	pass, ok := p.Due(now.Add(watchDebounce))
-	if !ok || pass.Trigger != "watch" || len(pass.Names) != 1 || pass.Names[0] != "a" {
+	if !ok || pass.Trigger != status.TriggerWatch || len(pass.Names) != 1 || pass.Names[0] != "a" {
 		t.Fatalf("pass = %+v, %v", pass, ok)
 	}
 	// A file that changes every second for ten minutes gets passes at most
@@ -220,7 +221,7 @@ func watchPassesDue(p *Planner, at time.Time) int {
 		if !ok {
 			return n
 		}
-		if pass.Trigger == "watch" {
+		if pass.Trigger == status.TriggerWatch {
 			n++
 		}
 	}
@@ -293,8 +294,8 @@ func TestCoveredWatchPassesDoNotCount(t *testing.T) {
 	p := NewPlanner(cfg, now, rand.New(rand.NewPCG(1, 1)))
 	for i := 0; i < 3*watchPerHour; i++ {
 		p.Touch("a", now)
-		p.RunAll("config change")
-		if pass, _ := p.Due(now); pass.Trigger != "config change" {
+		p.RunAll(status.TriggerConfigChange)
+		if pass, _ := p.Due(now); pass.Trigger != status.TriggerConfigChange {
 			t.Fatalf("pass %+v", pass)
 		}
 		if _, ok := p.Due(now.Add(watchDebounce)); ok {

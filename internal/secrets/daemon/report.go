@@ -13,7 +13,7 @@ import (
 // refreshed and why. status and metadata read it; the daemon writes it to a
 // file of its own so that it never waits on a pass for the state file.
 func (s *server) saveInfo() {
-	next, why := map[string]time.Time{}, map[string]string{}
+	next, why := map[string]time.Time{}, map[string]status.Trigger{}
 	for _, sec := range s.cur.Config.Secrets {
 		next[sec.Name], why[sec.Name] = s.plan.NextRefresh(sec.Name)
 	}

@@ -20,13 +20,20 @@ import (
 // server also checks the peer's uid: three locks on one door, because it
 // can make egoagent spend 1Password quota.
 
+// The requests the daemon answers.
+const (
+	OpRefresh = "refresh" // run a pass, reply with its report
+	OpStatus  = "status"  // reply with the state
+)
+
 // Request asks the daemon to do something.
 type Request struct {
-	Op    string   `json:"op"`              // "refresh" or "status"
+	Op    string   `json:"op"`              // OpRefresh or OpStatus
 	Names []string `json:"names,omitempty"` // refresh: only these; empty means all
 	Force bool     `json:"force,omitempty"` // refresh: override consumer-rewrites
-	// Trigger names who asked, for the state file ("refresh", "start").
-	Trigger string `json:"trigger,omitempty"`
+	// Trigger names who asked, for the state file: refresh (the default)
+	// or start.
+	Trigger status.Trigger `json:"trigger,omitempty"`
 	// Home and Config say which home and configuration the caller means.
 	// The daemon answers only when they are its own: a state folder
 	// shared between homes, or a caller with another config, must not get
@@ -148,21 +155,26 @@ func (s *server) handle(c call) {
 		return
 	}
 	switch c.req.Op {
-	case "status":
+	case OpStatus:
 		st, err := status.Load(s.StateDir)
 		if err != nil {
 			c.reply <- Response{Error: err.Error()}
 			return
 		}
 		c.reply <- Response{State: st}
-	case "refresh":
+	case OpRefresh:
 		if err := engine.CheckNames(s.cur.Config, c.req.Names); err != nil {
 			c.reply <- Response{Error: err.Error(), Usage: true}
 			return
 		}
 		trigger := c.req.Trigger
-		if trigger == "" {
-			trigger = "refresh"
+		switch trigger {
+		case "":
+			trigger = status.TriggerRefresh
+		case status.TriggerRefresh, status.TriggerStart:
+		default:
+			c.reply <- Response{Error: fmt.Sprintf("unknown trigger %q: a refresh is asked for as %q or %q", trigger, status.TriggerRefresh, status.TriggerStart), Usage: true}
+			return
 		}
 		s.queue = append(s.queue, &job{
 			opts:    engine.Options{Trigger: trigger, Names: c.req.Names, Force: c.req.Force},

@@ -125,7 +125,7 @@ func startDaemon(t *testing.T, r Runner) *testDaemon {
 // when refresh returns, and handles it before it takes the next one.
 func (td *testDaemon) refresh(force bool, names ...string) <-chan Response {
 	reply := make(chan Response, 1)
-	td.s.calls <- call{req: Request{Op: "refresh", Names: names, Force: force, Home: td.s.Home, Config: td.s.ConfigPath}, reply: reply}
+	td.s.calls <- call{req: Request{Op: OpRefresh, Names: names, Force: force, Home: td.s.Home, Config: td.s.ConfigPath}, reply: reply}
 	return reply
 }
 
@@ -203,9 +203,9 @@ func TestForcedRefreshRunsOnItsOwn(t *testing.T) {
 	r.finish <- struct{}{}
 
 	want := []engine.Options{
-		{Trigger: "refresh", Names: []string{"c"}, Force: true},
-		{Trigger: "refresh", Names: []string{"a", "b"}},
-		{Trigger: "refresh", Names: []string{"c"}, Force: true},
+		{Trigger: status.TriggerRefresh, Names: []string{"c"}, Force: true},
+		{Trigger: status.TriggerRefresh, Names: []string{"a", "b"}},
+		{Trigger: status.TriggerRefresh, Names: []string{"c"}, Force: true},
 	}
 	for i, w := range want {
 		got := r.pass(t)
@@ -296,4 +296,26 @@ func TestWatchesWhatThePassReports(t *testing.T) {
 	if !slices.Contains(td.s.watcher.WatchList(), filepath.Dir(doc)) {
 		t.Fatalf("%s not watched after a pass reported it; watching %v", filepath.Dir(doc), td.s.watcher.WatchList())
 	}
+}
+
+// What a caller names its pass is recorded in the state file and shown by
+// status: only the triggers a caller may claim are taken.
+func TestRefreshTakesOnlyACallersTrigger(t *testing.T) {
+	r := newFakeRunner()
+	td := startDaemon(t, r)
+	for _, trigger := range []status.Trigger{status.TriggerSchedule, "start\n\x1b[2J"} {
+		reply := make(chan Response, 1)
+		td.s.calls <- call{req: Request{Op: OpRefresh, Trigger: trigger, Home: td.s.Home, Config: td.s.ConfigPath}, reply: reply}
+		if resp := answer(t, reply); !resp.Usage || resp.Report != nil {
+			t.Fatalf("trigger %q: %+v", trigger, resp)
+		}
+	}
+	r.idle(t)
+	reply := make(chan Response, 1)
+	td.s.calls <- call{req: Request{Op: OpRefresh, Trigger: status.TriggerStart, Home: td.s.Home, Config: td.s.ConfigPath}, reply: reply}
+	if o := r.pass(t); o.Trigger != status.TriggerStart {
+		t.Fatalf("start's pass ran as %+v", o)
+	}
+	r.finish <- struct{}{}
+	answer(t, reply)
 }

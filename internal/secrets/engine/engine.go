@@ -48,10 +48,10 @@ type Engine struct {
 
 // Options narrow or steer one pass.
 type Options struct {
-	Trigger string   // why the pass runs: sync, start, schedule, refresh, watch
-	Names   []string // only these secrets; empty means all
-	Exclude []string // leave these out (they follow schedules of their own)
-	Force   bool     // install the source's copy even where consumer-rewrites would keep the local file
+	Trigger status.Trigger // why the pass runs
+	Names   []string       // only these secrets; empty means all
+	Exclude []string       // leave these out (they follow schedules of their own)
+	Force   bool           // install the source's copy even where consumer-rewrites would keep the local file
 }
 
 // Outcome is what a pass did to one secret.
@@ -323,7 +323,7 @@ func (e *Engine) targets(ctx context.Context, names, exclude []string, st *statu
 			if !wanted(names, d.Title) {
 				continue
 			}
-			t := &target{name: d.Title, ref: source.Ref{Vault: m.Vault, Item: d.Title}, mode: m.Mode, check: "none", policy: config.PolicyReplace, value: d.Content, err: d.Err, mirror: true}
+			t := &target{name: d.Title, ref: source.Ref{Vault: m.Vault, Item: d.Title}, mode: m.Mode, check: check.KindNone, policy: config.PolicyReplace, value: d.Content, err: d.Err, mirror: true}
 			t.path, err = config.InHome(e.Home, strings.TrimPrefix(d.Title, m.Prefix))
 			if err != nil {
 				t.refused = fmt.Sprintf("Document %q in vault %q: %v; rename the item in 1Password", d.Title, m.Vault, err)
@@ -597,7 +597,7 @@ func (e *Engine) apply(ctx context.Context, t *target, sec *status.Secret, fp *s
 }
 
 func (e *Engine) check(ctx context.Context, kind check.Kind, content []byte) check.Result {
-	if kind == "" || kind == "none" {
+	if kind == "" || kind == check.KindNone {
 		return check.Result{OK: true}
 	}
 	return e.Checker.Check(ctx, kind, content)

@@ -91,7 +91,7 @@ check = "json"
 
 func TestPassWritesThenLeavesUnchangedFilesAlone(t *testing.T) {
 	h := newHarness(t, jsonSecret, map[string]string{"op://egoengine/Service/config.json": `{"v":1}`})
-	rep := h.pass(Options{Trigger: "sync"})
+	rep := h.pass(Options{Trigger: status.TriggerSync})
 	if !rep.OK() || !rep.Outcomes[0].Written || rep.Calls != 1 {
 		t.Fatalf("first pass: %+v", rep)
 	}
@@ -101,7 +101,7 @@ func TestPassWritesThenLeavesUnchangedFilesAlone(t *testing.T) {
 		t.Fatalf("mode %v", fi1.Mode())
 	}
 
-	rep = h.pass(Options{Trigger: "sync"})
+	rep = h.pass(Options{Trigger: status.TriggerSync})
 	fi2, _ := os.Stat(p)
 	if rep.Outcomes[0].Written || !os.SameFile(fi1, fi2) || !fi1.ModTime().Equal(fi2.ModTime()) {
 		t.Fatalf("an unchanged secret was written again: %+v", rep.Outcomes[0])
