@@ -218,8 +218,14 @@ func daemonBench(b *testing.B, secrets int) {
 		refresh = append(refresh, run(b, env, bs["egoagent"], "refresh"))
 	}
 	b.StopTimer()
+	// And after every pass of the run: whether what a pass leaves behind
+	// adds up or levels off.
+	time.Sleep(200 * time.Millisecond)
+	rssEnd := rssKB(b, pid)
 	b.ReportMetric(float64(rss1)/1024, "rss-1-pass-MB")
 	b.ReportMetric(float64(rss100)/1024, "rss-100-passes-MB")
+	b.ReportMetric(float64(rssEnd)/1024, "rss-end-MB")
+	b.ReportMetric(float64(100+b.N), "passes-end")
 	b.ReportMetric(float64(idleRSS)/1024, "idle-go-MB")
 	b.ReportMetric(float64(rss100)/float64(idleRSS), "x-idle")
 	b.ReportMetric(float64(median(refresh).Microseconds())/1000, "refresh-ms")
