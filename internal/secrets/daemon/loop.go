@@ -262,11 +262,13 @@ func (s *server) startNext() {
 	if j == nil {
 		return
 	}
-	if j.opts.Trigger == status.TriggerWatch {
+	if j.opts.Trigger == status.TriggerWatch && len(j.waiters) == 0 {
 		// Our own writes show up as file events too; a file that still is
-		// what egoagent wrote needs no pass.
+		// what egoagent wrote needs no pass. Not when callers' refreshes
+		// were merged in (they have waiters): what they named runs, changed
+		// or not.
 		j.opts.Names = s.changedByOthers(j.opts.Names)
-		if len(j.opts.Names) == 0 && len(j.waiters) == 0 {
+		if len(j.opts.Names) == 0 {
 			s.startNext()
 			return
 		}

@@ -319,3 +319,52 @@ func TestRefreshTakesOnlyACallersTrigger(t *testing.T) {
 	r.finish <- struct{}{}
 	answer(t, reply)
 }
+
+// A refresh merged into a pass the watcher asked for runs what the caller
+// named, though the watcher would drop a file that still is what egoagent
+// wrote.
+func TestARefreshMergedIntoAWatchPassKeepsItsSecrets(t *testing.T) {
+	r := newFakeRunner()
+	home := t.TempDir()
+	cfg := "[source]\nkind = \"dir\"\ndir = \"~/vault\"\n[schedule]\nrefresh = \"@every 24h\"\njitter = \"0s\"\n" +
+		"[[secret]]\nname = \"a\"\nref = \"op://v/a/f\"\npath = \"~/a\"\n[[secret]]\nname = \"b\"\nref = \"op://v/b/f\"\npath = \"~/b\"\n"
+	cfgPath := filepath.Join(home, "config.toml")
+	os.WriteFile(cfgPath, []byte(cfg), 0o600)
+	d := &Daemon{ConfigPath: cfgPath, Home: home, StateDir: statedir.Path(home), Log: zap.NewNop(), Runner: r}
+	statedir.Ensure(d.StateDir)
+	cur, err := Load(cfgPath, home)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := newServer(d, cur)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.watcher.Close()
+	// b's file is what egoagent last wrote; a's has no record.
+	os.WriteFile(filepath.Join(home, "b"), []byte("b1"), 0o600)
+	status.Save(d.StateDir, &status.State{Secrets: []status.Secret{{Name: "b", Path: filepath.Join(home, "b"), Written: s.fp.Sum([]byte("b1"))}}})
+
+	reply := make(chan Response, 1)
+	s.queue = queue{
+		{opts: engine.Options{Trigger: status.TriggerWatch, Names: []string{"a", "b"}}},
+		{opts: engine.Options{Trigger: status.TriggerRefresh, Names: []string{"b"}}, waiters: []waiter{{names: []string{"b"}, reply: reply}}},
+	}
+	s.startNext()
+	if o := r.pass(t); !slices.Contains(o.Names, "b") {
+		t.Fatalf("the pass ran as %+v: the caller's b was dropped", o)
+	}
+	close(r.finish)
+	s.finish(<-s.running.done)
+	if got := names(answer(t, reply)); !slices.Equal(got, []string{"b"}) {
+		t.Fatalf("the caller got %v", got)
+	}
+
+	// Alone, the watcher's pass leaves b out.
+	s.queue = queue{{opts: engine.Options{Trigger: status.TriggerWatch, Names: []string{"a", "b"}}}}
+	s.startNext()
+	if o := r.pass(t); !slices.Equal(o.Names, []string{"a"}) {
+		t.Fatalf("the watcher's pass ran as %+v, want a alone", o)
+	}
+	s.finish(<-s.running.done)
+}
