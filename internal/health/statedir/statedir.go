@@ -57,13 +57,22 @@ var ErrHeld = errors.New("lock held by another process")
 // LockPass takes the pass lock, waiting until it is free or ctx ends.
 func LockPass(ctx context.Context, dir string) (unlock func(), err error) {
 	p := filepath.Join(dir, passLock)
+	f, err := openLock(p)
+	if err != nil {
+		return nil, err
+	}
 	for {
-		unlock, err := flock(p, syscall.LOCK_EX)
+		err := tryLock(f, p, syscall.LOCK_EX)
+		if err == nil {
+			return func() { f.Close() }, nil
+		}
 		if !errors.Is(err, ErrHeld) {
-			return unlock, err
+			f.Close()
+			return nil, err
 		}
 		select {
 		case <-ctx.Done():
+			f.Close()
 			return nil, fmt.Errorf("another pass is still running (lock %s held): %w", p, ctx.Err())
 		case <-time.After(20 * time.Millisecond):
 		}
@@ -73,7 +82,16 @@ func LockPass(ctx context.Context, dir string) (unlock func(), err error) {
 // LockDaemon takes the daemon lock, which the daemon holds for its whole
 // life, or returns ErrHeld at once.
 func LockDaemon(dir string) (unlock func(), err error) {
-	return flock(filepath.Join(dir, daemonLock), syscall.LOCK_EX)
+	p := filepath.Join(dir, daemonLock)
+	f, err := openLock(p)
+	if err != nil {
+		return nil, err
+	}
+	if err := tryLock(f, p, syscall.LOCK_EX); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return func() { f.Close() }, nil
 }
 
 // DaemonAlive reports whether a daemon holds the daemon lock in dir.
@@ -87,21 +105,27 @@ func DaemonAlive(dir string) bool {
 	return errors.Is(err, syscall.EWOULDBLOCK)
 }
 
-// flock takes a lock of kind how on the file at p without waiting, creating
-// the file if need be. Closing the file releases the lock.
-func flock(p string, how int) (unlock func(), err error) {
+// openLock opens (creating it if need be) the lock file at p. Closing it
+// releases any lock taken on it.
+func openLock(p string) (*os.File, error) {
 	f, err := os.OpenFile(p, os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("cannot open the lock file %s: %w", p, err)
 	}
-	if err := syscall.Flock(int(f.Fd()), how|syscall.LOCK_NB); err != nil {
-		f.Close()
-		if errors.Is(err, syscall.EWOULDBLOCK) {
-			return nil, ErrHeld
-		}
-		return nil, fmt.Errorf("cannot lock %s: %w", p, err)
+	return f, nil
+}
+
+// tryLock takes a lock of kind how on f, the file at p, without waiting.
+func tryLock(f *os.File, p string, how int) error {
+	err := syscall.Flock(int(f.Fd()), how|syscall.LOCK_NB)
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, syscall.EWOULDBLOCK):
+		return ErrHeld
+	default:
+		return fmt.Errorf("cannot lock %s: %w", p, err)
 	}
-	return func() { f.Close() }, nil
 }
 
 // Fingerprinter computes keyed fingerprints of file contents, so that the
