@@ -88,6 +88,21 @@ type testDaemon struct {
 
 func startDaemon(t *testing.T, r Runner) *testDaemon {
 	t.Helper()
+	s := newTestServer(t, r)
+	ctx, stop := context.WithCancel(context.Background())
+	td := &testDaemon{s: s, stop: stop, done: make(chan struct{})}
+	go func() { td.err = s.loop(ctx); close(td.done) }()
+	t.Cleanup(func() {
+		stop()
+		<-td.done
+	})
+	return td
+}
+
+// newTestServer is the daemon's state over three secrets a, b and c (files
+// ~/a/file, ~/b/file, ~/c/file), with no loop running.
+func newTestServer(t *testing.T, r Runner) *server {
+	t.Helper()
 	home := t.TempDir()
 	cfg := "[source]\nkind = \"dir\"\ndir = \"~/vault\"\n[schedule]\nrefresh = \"@every 24h\"\njitter = \"0s\"\n"
 	for _, n := range []string{"a", "b", "c"} {
@@ -109,15 +124,8 @@ func startDaemon(t *testing.T, r Runner) *testDaemon {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, stop := context.WithCancel(context.Background())
-	td := &testDaemon{s: s, stop: stop, done: make(chan struct{})}
-	go func() { td.err = s.loop(ctx); close(td.done) }()
-	t.Cleanup(func() {
-		stop()
-		<-td.done
-		s.watcher.Close()
-	})
-	return td
+	t.Cleanup(func() { s.watcher.Close() })
+	return s
 }
 
 // refresh asks for a pass as `egoagent refresh [--force] names...` does,
@@ -325,25 +333,12 @@ func TestRefreshTakesOnlyACallersTrigger(t *testing.T) {
 // wrote.
 func TestARefreshMergedIntoAWatchPassKeepsItsSecrets(t *testing.T) {
 	r := newFakeRunner()
-	home := t.TempDir()
-	cfg := "[source]\nkind = \"dir\"\ndir = \"~/vault\"\n[schedule]\nrefresh = \"@every 24h\"\njitter = \"0s\"\n" +
-		"[[secret]]\nname = \"a\"\nref = \"op://v/a/f\"\npath = \"~/a\"\n[[secret]]\nname = \"b\"\nref = \"op://v/b/f\"\npath = \"~/b\"\n"
-	cfgPath := filepath.Join(home, "config.toml")
-	os.WriteFile(cfgPath, []byte(cfg), 0o600)
-	d := &Daemon{ConfigPath: cfgPath, Home: home, StateDir: statedir.Path(home), Log: zap.NewNop(), Runner: r}
-	statedir.Ensure(d.StateDir)
-	cur, err := Load(cfgPath, home)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := newServer(d, cur)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.watcher.Close()
+	s := newTestServer(t, r)
 	// b's file is what egoagent last wrote; a's has no record.
-	os.WriteFile(filepath.Join(home, "b"), []byte("b1"), 0o600)
-	status.Save(d.StateDir, &status.State{Secrets: []status.Secret{{Name: "b", Path: filepath.Join(home, "b"), Written: s.fp.Sum([]byte("b1"))}}})
+	b := filepath.Join(s.Home, "b", "file")
+	os.MkdirAll(filepath.Dir(b), 0o700)
+	os.WriteFile(b, []byte("b1"), 0o600)
+	status.Save(s.StateDir, &status.State{Secrets: []status.Secret{{Name: "b", Path: b, Written: s.fp.Sum([]byte("b1"))}}})
 
 	reply := make(chan Response, 1)
 	s.queue = queue{
