@@ -336,9 +336,15 @@ func TestARefreshMergedIntoAWatchPassKeepsItsSecrets(t *testing.T) {
 	s := newTestServer(t, r)
 	// b's file is what egoagent last wrote; a's has no record.
 	b := filepath.Join(s.Home, "b", "file")
-	os.MkdirAll(filepath.Dir(b), 0o700)
-	os.WriteFile(b, []byte("b1"), 0o600)
-	status.Save(s.StateDir, &status.State{Secrets: []status.Secret{{Name: "b", Path: b, Written: s.fp.Sum([]byte("b1"))}}})
+	if err := os.MkdirAll(filepath.Dir(b), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(b, []byte("b1"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := status.Save(s.StateDir, &status.State{Secrets: []status.Secret{{Name: "b", Path: b, Written: s.fp.Sum([]byte("b1"))}}}); err != nil {
+		t.Fatal(err)
+	}
 
 	reply := make(chan Response, 1)
 	s.queue = queue{
