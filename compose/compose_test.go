@@ -207,16 +207,59 @@ func TestImagesArePinned(t *testing.T) {
 			t.Errorf("%s: image %q is not pinned to a release (want %s)", name, img, re)
 		}
 	}
-	// The pin lives in compose.yaml itself, not in .env where it could drift
-	// to latest unnoticed.
+	// The pins live in compose.yaml itself, not in .env where they could
+	// drift to latest unnoticed. Only Coder's tag is settable (CODER_VERSION,
+	// which compose.sh holds to a release tag), and its default is a pin.
 	raw, err := os.ReadFile("compose.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}
+	settable := regexp.MustCompile(`^image: ghcr\.io/coder/coder:\$\{CODER_VERSION:-v\d+\.\d+\.\d+\}$`)
 	for _, line := range strings.Split(string(raw), "\n") {
 		l := strings.TrimSpace(line)
-		if strings.HasPrefix(l, "image:") && (strings.Contains(l, "$") || strings.Contains(l, "latest")) {
-			t.Errorf("compose.yaml: %q: images are pinned in the file, not interpolated or latest", l)
+		if strings.HasPrefix(l, "image:") && (strings.Contains(l, "$") || strings.Contains(l, "latest")) && !settable.MatchString(l) {
+			t.Errorf("compose.yaml: %q: images are pinned in the file, not interpolated or latest (CODER_VERSION aside)", l)
+		}
+	}
+}
+
+// CODER_VERSION picks Coder's release; without it, the default pinned in
+// compose.yaml runs, the release the docs name.
+func TestCoderVersionIsSettable(t *testing.T) {
+	f := newFixture(t)
+	image := service(t, mustLoad(t, f.env()), "coder").Image
+	for _, doc := range []string{"../docs/operations.md", "README.md"} {
+		if !strings.Contains(mustRead(t, doc), "`"+image+"`") {
+			t.Errorf("%s does not name the default Coder image %s", doc, image)
+		}
+	}
+	for value, want := range map[string]string{"v2.28.0-rc.1": "ghcr.io/coder/coder:v2.28.0-rc.1", "": image} {
+		env := f.env()
+		env["CODER_VERSION"] = value
+		if got := service(t, mustLoad(t, env), "coder").Image; got != want {
+			t.Errorf("CODER_VERSION=%q: coder image %q, want %q", value, got, want)
+		}
+	}
+}
+
+// Every variable compose.yaml reads is explained in .env.example, set or as a
+// commented-out default.
+func TestEnvExampleListsEveryVariable(t *testing.T) {
+	example := mustRead(t, ".env.example")
+	seen := map[string]bool{}
+	for _, m := range regexp.MustCompile(`\$\{([A-Za-z_][A-Za-z0-9_]*)`).FindAllStringSubmatch(mustRead(t, "compose.yaml"), -1) {
+		name := m[1]
+		if seen[name] {
+			continue
+		}
+		seen[name] = true
+		if !regexp.MustCompile(`(?m)^#?` + name + `=`).MatchString(example) {
+			t.Errorf("compose.yaml reads %s, which .env.example does not list", name)
+		}
+	}
+	for _, name := range []string{"CODER_VERSION", "DOCKER_SOCKET", "CADDY_TLS", "CADDY_HTTP_PUBLISH", "CADDY_HTTPS_PUBLISH"} {
+		if !seen[name] {
+			t.Errorf("compose.yaml does not read %s", name)
 		}
 	}
 }
@@ -318,6 +361,20 @@ func TestVolumesAndDockerSocket(t *testing.T) {
 	if got := service(t, p, "coder").GroupAdd; !slices.Equal(got, []string{f.groupID}) {
 		t.Errorf("coder group_add %v, want [%s] from DOCKER_GROUP_ID", got, f.groupID)
 	}
+
+	// DOCKER_SOCKET moves the host side only: inside, the templates' Docker
+	// provider finds the socket at its default address.
+	env := f.env()
+	env["DOCKER_SOCKET"] = "/run/user/1000/docker.sock"
+	var sockets []mount
+	for _, v := range service(t, mustLoad(t, env), "coder").Volumes {
+		if v.Type == types.VolumeTypeBind {
+			sockets = append(sockets, mount{v.Type, v.Source, v.Target})
+		}
+	}
+	if want := []mount{{types.VolumeTypeBind, "/run/user/1000/docker.sock", "/var/run/docker.sock"}}; !slices.Equal(sockets, want) {
+		t.Errorf("with DOCKER_SOCKET=/run/user/1000/docker.sock: coder binds %+v, want %+v", sockets, want)
+	}
 }
 
 func TestPorts(t *testing.T) {
@@ -336,14 +393,31 @@ func TestPorts(t *testing.T) {
 	if len(coder) != 1 || coder[0].HostIP != "0.0.0.0" || coder[0].Published != "8080" {
 		t.Errorf("with CODER_PUBLISH=0.0.0.0:8080: coder ports %+v", coder)
 	}
-	var published []string
-	for _, port := range service(t, p, "caddy").Ports {
-		published = append(published, port.Published+"/"+port.Protocol)
-	}
-	for _, want := range []string{"80/tcp", "443/tcp", "443/udp"} {
-		if !slices.Contains(published, want) {
-			t.Errorf("caddy does not publish %s (has %v)", want, published)
+
+	// Caddy: on every address by default; CADDY_HTTP_PUBLISH and
+	// CADDY_HTTPS_PUBLISH move the host side, never the container's.
+	caddyPorts := func(p *types.Project) []string {
+		var got []string
+		for _, port := range service(t, p, "caddy").Ports {
+			got = append(got, port.HostIP+":"+port.Published+"->"+strconv.Itoa(int(port.Target))+"/"+port.Protocol)
 		}
+		slices.Sort(got)
+		return got
+	}
+	if got, want := caddyPorts(p), []string{":443->443/tcp", ":443->443/udp", ":80->80/tcp"}; !slices.Equal(got, want) {
+		t.Errorf("caddy ports %v, want %v by default", got, want)
+	}
+	env["CADDY_HTTP_PUBLISH"] = "192.168.1.10:8080"
+	env["CADDY_HTTPS_PUBLISH"] = "192.168.1.10:8443"
+	want := []string{"192.168.1.10:8080->80/tcp", "192.168.1.10:8443->443/tcp", "192.168.1.10:8443->443/udp"}
+	if got := caddyPorts(mustLoad(t, env)); !slices.Equal(got, want) {
+		t.Errorf("with CADDY_HTTP_PUBLISH=192.168.1.10:8080 and CADDY_HTTPS_PUBLISH=192.168.1.10:8443: caddy ports %v, want %v", got, want)
+	}
+	env["CADDY_HTTP_PUBLISH"] = "[::1]:80"
+	env["CADDY_HTTPS_PUBLISH"] = "443"
+	want = []string{":443->443/tcp", ":443->443/udp", "::1:80->80/tcp"}
+	if got := caddyPorts(mustLoad(t, env)); !slices.Equal(got, want) {
+		t.Errorf("with CADDY_HTTP_PUBLISH=[::1]:80 and CADDY_HTTPS_PUBLISH=443: caddy ports %v, want %v", got, want)
 	}
 }
 
@@ -377,6 +451,14 @@ func TestEnvironmentWiring(t *testing.T) {
 	if got := get(service(t, p, "caddy").Environment, "CODER_ACCESS_URL"); got != f.accessURL {
 		t.Errorf("caddy CODER_ACCESS_URL=%q, want %q (the Caddyfile's site address)", got, f.accessURL)
 	}
+	if got := get(service(t, p, "caddy").Environment, "CADDY_TLS"); got != "acme" {
+		t.Errorf("caddy CADDY_TLS=%q by default, want acme (Let's Encrypt, as before the setting existed)", got)
+	}
+	internal := f.env()
+	internal["CADDY_TLS"] = "internal"
+	if got := get(service(t, mustLoad(t, internal), "caddy").Environment, "CADDY_TLS"); got != "internal" {
+		t.Errorf("caddy CADDY_TLS=%q, want internal from .env", got)
+	}
 	if got := get(coder, "TF_VAR_op_service_account_token"); got != f.opToken {
 		t.Errorf("TF_VAR_op_service_account_token does not carry EGOENGINE_OP_SERVICE_ACCOUNT_TOKEN from .env")
 	}
@@ -406,11 +488,17 @@ func TestEnvironmentWiring(t *testing.T) {
 
 // Every CODER_* name given to the server must be one of its documented
 // options: a misspelt name is silently ignored by Coder. The docs come from
-// the Coder module at the version of the pinned image.
+// the Coder module at the version of the pinned image, or at CODER_VERSION
+// from the environment (`CODER_VERSION=v2.N.N make test-compose`, before an
+// upgrade through .env).
 func TestCoderSettingsAreRealOptions(t *testing.T) {
 	p := mustLoad(t, newFixture(t).env())
 	coder := service(t, p, "coder")
 	version := coder.Image[strings.LastIndex(coder.Image, ":")+1:]
+	if v := os.Getenv("CODER_VERSION"); v != "" {
+		version = v
+	}
+	t.Logf("options of coder server %s", version)
 	out, err := exec.Command("go", "mod", "download", "-json", "github.com/coder/coder/v2@"+version).Output()
 	if err != nil {
 		t.Fatalf("download the Coder module %s for its option reference: %v", version, err)

@@ -1,10 +1,13 @@
 package compose
 
 import (
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 )
 
@@ -212,16 +215,149 @@ func TestScriptWarnsAboutLooseEnvAndShellOverrides(t *testing.T) {
 	f := newFixture(t)
 	tr := newScriptTree(t, true)
 	tr.writeEnv(t, filledEnv(f), 0o644)
-	code, stderr, _ := tr.run(t, []string{"EGOENGINE_OP_SERVICE_ACCOUNT_TOKEN=from-the-shell"}, "up")
+	// CADDY_TLS is not in .env: Compose would still take the shell's value
+	// over compose.yaml's default, past every check of compose.sh.
+	code, stderr, _ := tr.run(t, []string{"EGOENGINE_OP_SERVICE_ACCOUNT_TOKEN=from-the-shell", "CADDY_TLS=internal"}, "up")
 	if code != 0 {
 		t.Fatalf("exit %d:\n%s", code, stderr)
 	}
-	for _, want := range []string{"chmod 600", "EGOENGINE_OP_SERVICE_ACCOUNT_TOKEN is set in your shell"} {
+	for _, want := range []string{"chmod 600", "EGOENGINE_OP_SERVICE_ACCOUNT_TOKEN is set in your shell", "CADDY_TLS is set in your shell"} {
 		if !strings.Contains(stderr, want) {
 			t.Errorf("warnings lack %q:\n%s", want, stderr)
 		}
 	}
 	if strings.Contains(stderr, "from-the-shell") || strings.Contains(stderr, f.opToken) {
 		t.Errorf("a token value appears in the output:\n%s", stderr)
+	}
+}
+
+// The settings with a shape: compose.sh refuses a value that Compose, Docker
+// or Caddy would take and fail on later (or, for a port in the access URL,
+// never fail on at all), with a message naming it.
+func TestScriptRefusesMalformedSettings(t *testing.T) {
+	f := newFixture(t)
+	cases := []struct {
+		name, extra string
+		want        []string
+	}{
+		{"Coder version without v", "CODER_VERSION=2.27.0", []string{"CODER_VERSION=2.27.0: a Coder release tag is needed"}},
+		{"Coder version latest", "CODER_VERSION=latest", []string{"CODER_VERSION=latest: a Coder release tag is needed"}},
+		{"Coder version 1", "CODER_VERSION=v1.34.0", []string{"CODER_VERSION=v1.34.0: a Coder release tag is needed"}},
+		{"Coder image instead of tag", "CODER_VERSION=ghcr.io/coder/coder:v2.27.0", []string{"a Coder release tag is needed"}},
+		{"unknown TLS", "CADDY_TLS=letsencrypt", []string{"CADDY_TLS=letsencrypt: use acme", "or internal"}},
+		{"TLS as a glob", "CADDY_TLS=*", []string{"CADDY_TLS=*: use acme"}},
+		{"HTTPS publish with container port", "CADDY_HTTPS_PUBLISH=443:443", []string{"CADDY_HTTPS_PUBLISH=443:443: use [IP:]PORT"}},
+		{"HTTP publish host name", "CADDY_HTTP_PUBLISH=egoengine.lan:80", []string{"CADDY_HTTP_PUBLISH=egoengine.lan:80: use [IP:]PORT"}},
+		{"HTTPS publish out of range", "CADDY_HTTPS_PUBLISH=192.168.1.10:70000", []string{"CADDY_HTTPS_PUBLISH=192.168.1.10:70000: use [IP:]PORT"}},
+		{"HTTPS publish port 0", "CADDY_HTTPS_PUBLISH=0", []string{"CADDY_HTTPS_PUBLISH=0: use [IP:]PORT"}},
+		{"socket missing", "DOCKER_SOCKET=/nonexistent/docker.sock", []string{"DOCKER_SOCKET=/nonexistent/docker.sock is not a socket"}},
+		{"socket a file", "DOCKER_SOCKET=/etc/hostname", []string{"DOCKER_SOCKET=/etc/hostname is not a socket"}},
+		{"socket not expanded", "DOCKER_SOCKET=$XDG_RUNTIME_DIR/docker.sock", []string{"DOCKER_SOCKET=$XDG_RUNTIME_DIR/docker.sock: an absolute path is needed"}},
+		{"access URL port under tls", "CODER_ACCESS_URL=https://egoengine.example.test:8443", []string{
+			"CODER_ACCESS_URL=https://egoengine.example.test:8443: with COMPOSE_PROFILES=tls, Caddy listens on this URL's port", "CADDY_HTTPS_PUBLISH",
+		}},
+		{"access URL port under every profile", "CODER_ACCESS_URL=https://egoengine.example.test:8443/\nCOMPOSE_PROFILES=*", []string{"Caddy listens on this URL's port"}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			tr := newScriptTree(t, true)
+			tr.writeEnv(t, filledEnv(f)+c.extra+"\n", 0o600)
+			code, stderr, calls := tr.run(t, nil, "up")
+			if code != 2 {
+				t.Errorf("exit %d, want 2; stderr:\n%s", code, stderr)
+			}
+			for _, w := range c.want {
+				if !strings.Contains(stderr, w) {
+					t.Errorf("message lacks %q:\n%s", w, stderr)
+				}
+			}
+			if calls != "" {
+				t.Errorf("docker ran despite a broken .env: %s", calls)
+			}
+		})
+	}
+}
+
+// The same settings, well formed, pass to docker compose without a word.
+func TestScriptAcceptsSettings(t *testing.T) {
+	f := newFixture(t)
+	// A real socket with the fixture's group, as a rootless Docker's would be;
+	// a short folder, as socket paths are limited to about 100 bytes.
+	sockDir, err := os.MkdirTemp("", "sock")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(sockDir) })
+	socket := filepath.Join(sockDir, "docker.sock")
+	l, err := net.Listen("unix", socket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	st, err := os.Stat(socket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	socketGroup := strconv.FormatUint(uint64(st.Sys().(*syscall.Stat_t).Gid), 10)
+	withSocketGroup := strings.Replace(filledEnv(f), "DOCKER_GROUP_ID="+f.groupID, "DOCKER_GROUP_ID="+socketGroup, 1)
+
+	for name, env := range map[string]string{
+		"release candidate":         filledEnv(f) + "CODER_VERSION=v2.28.0-rc.1\n",
+		"release":                   filledEnv(f) + "CODER_VERSION=v2.27.0\n",
+		"internal CA, LAN address":  filledEnv(f) + "CADDY_TLS=internal\nCADDY_HTTP_PUBLISH=192.168.1.10:80\nCADDY_HTTPS_PUBLISH=192.168.1.10:443\n",
+		"acme, ports alone, IPv6":   filledEnv(f) + "CADDY_TLS=acme\nCADDY_HTTP_PUBLISH=[::1]:8080\nCADDY_HTTPS_PUBLISH=443\n",
+		"explicit 443 under tls":    strings.Replace(filledEnv(f), f.accessURL, f.accessURL+":443", 1),
+		"any port without Caddy":    strings.Replace(filledEnv(f), f.accessURL, f.accessURL+":8443", 1) + "COMPOSE_PROFILES=\n",
+		"socket of its own":         withSocketGroup + "DOCKER_SOCKET=" + socket + "\n",
+		"empty values are defaults": filledEnv(f) + "CODER_VERSION=\nCADDY_TLS=\nCADDY_HTTP_PUBLISH=\nCADDY_HTTPS_PUBLISH=\nDOCKER_SOCKET=\n",
+	} {
+		t.Run(name, func(t *testing.T) {
+			tr := newScriptTree(t, true)
+			tr.writeEnv(t, env, 0o600)
+			code, stderr, calls := tr.run(t, nil, "up")
+			if code != 0 || !strings.Contains(calls, " up --detach ") {
+				t.Errorf("exit %d, docker calls:\n%s\nstderr:\n%s", code, calls, stderr)
+			}
+			if stderr != "" && !strings.HasPrefix(stderr, "compose: Coder is up") {
+				t.Errorf("unexpected messages:\n%s", stderr)
+			}
+		})
+	}
+
+	// The group check follows DOCKER_SOCKET.
+	tr := newScriptTree(t, true)
+	tr.writeEnv(t, strings.Replace(filledEnv(f), "DOCKER_GROUP_ID="+f.groupID, "DOCKER_GROUP_ID=4242", 1)+"DOCKER_SOCKET="+socket+"\n", 0o600)
+	code, stderr, _ := tr.run(t, nil, "up")
+	if want := "DOCKER_GROUP_ID=4242 but " + socket + " belongs to group " + socketGroup; code != 0 || !strings.Contains(stderr, want) {
+		t.Errorf("socket of another group: exit %d, want 0 and a warning %q:\n%s", code, want, stderr)
+	}
+}
+
+// compose/compose.override.yaml, Compose's own place for local changes, is
+// used when present, after compose.yaml, so that its settings win.
+func TestScriptAddsTheOverrideFile(t *testing.T) {
+	tr := newScriptTree(t, true)
+	tr.writeEnv(t, filledEnv(newFixture(t)), 0o600)
+	dir := filepath.Join(tr.root, "compose")
+	if err := os.WriteFile(filepath.Join(dir, "compose.override.yaml"), []byte("services: {}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	base := "compose --project-directory " + dir + " --env-file " + dir + "/.env --file " + dir + "/compose.yaml --file " + dir + "/compose.override.yaml "
+	for _, args := range [][]string{{"up"}, {"down"}, {"config"}} {
+		os.Remove(filepath.Join(tr.root, "docker.log"))
+		code, stderr, calls := tr.run(t, nil, args...)
+		want := "compose version\n" + base + args[0]
+		if code != 0 || !strings.HasPrefix(calls, want) {
+			t.Errorf("%s with an override file: exit %d, docker calls:\n%s\nwant them to start:\n%s\nstderr:\n%s", args[0], code, calls, want, stderr)
+		}
+	}
+}
+
+// The override file holds one host's changes: git must not pick it up.
+func TestOverrideFileIsIgnoredByGit(t *testing.T) {
+	cmd := exec.Command("git", "check-ignore", "--no-index", "--quiet", "compose/compose.override.yaml")
+	cmd.Dir = ".."
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("git check-ignore compose/compose.override.yaml: %v (the repository's .gitignore must list it)", err)
 	}
 }

@@ -124,23 +124,29 @@ func (h *harness) forward(host, target string) string {
 
 // runImage layers on the stand-in what only this run knows: where the test
 // build of egoagent-op finds the 1Password service (the relay on the
-// bridge) and the certificate it trusts. Returns the tag.
-func (h *harness) runImage(d dockerRun, opAddr string) string {
+// bridge) and the certificate it trusts; and, when caPEM is given, a
+// certificate authority the workspace must trust (the compose stack's
+// Caddy, whose local CA signs the access URL's certificate). It is tagged
+// imageRepo:tag.
+func (h *harness) runImage(d dockerRun, opAddr, tag string, caPEM []byte) {
 	t := h.t
-	dir := filepath.Join(h.runDir, "image")
+	dir := filepath.Join(h.runDir, "image-"+tag)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
 	if err := os.WriteFile(filepath.Join(dir, "optest.pem"), h.svc.CertPEM(), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	trust := ""
+	if caPEM != nil {
+		writeFile(t, filepath.Join(dir, "ca.crt"), string(caPEM))
+		trust = "USER root\nCOPY ca.crt /usr/local/share/ca-certificates/egoengine-e2e.crt\nRUN update-ca-certificates >/dev/null\nUSER joshsymonds\n"
+	}
 	writeFile(t, filepath.Join(dir, "Dockerfile"), fmt.Sprintf(`FROM %s
 COPY optest.pem /etc/egoengine/optest.pem
 ENV EGOAGENT_OPTEST_ADDR=%s EGOAGENT_OPTEST_CERT=/etc/egoengine/optest.pem
-`, d.base, opAddr))
-	tag := "e2e-" + h.runID[:8]
+%s`, d.base, opAddr, trust))
 	h.mustDocker(d, "build", "-q", "-t", imageRepo+":"+tag, dir)
-	return tag
 }
 
 var registryModule = regexp.MustCompile(`(?m)^(\s*)source\s*=\s*"registry\.coder\.com/coder/([a-z-]+)/coder"\n\s*version\s*=\s*"[^"]*"\n`)
@@ -157,21 +163,7 @@ func (h *harness) stageShell(name string, edit func(string) string) string {
 		t.Fatal(err)
 	}
 	dir := filepath.Join(parent, "egoengine-shell")
-	ides := filepath.Join(dir, "modules", "egoengine-ides")
-	for _, m := range []string{"code-server", "jetbrains"} {
-		if err := copyTree(filepath.Join(h.repo, "coder-templates", "testdata", "standin-"+m), filepath.Join(ides, "standin-"+m)); err != nil {
-			t.Fatal(err)
-		}
-	}
-	b, err := os.ReadFile(filepath.Join(ides, "main.tf"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	swapped := registryModule.ReplaceAllString(string(b), "${1}source   = \"./standin-${2}\"\n")
-	if strings.Contains(swapped, "registry.coder.com/coder/") && strings.Count(swapped, "./standin-") != 2 {
-		t.Fatalf("could not swap the IDE modules for their stand-ins in %s", ides)
-	}
-	writeFile(t, filepath.Join(ides, "main.tf"), swapped)
+	h.swapIDEModules(filepath.Join(dir, "modules", "egoengine-ides"))
 	if edit != nil {
 		main := filepath.Join(dir, "main.tf")
 		b, err := os.ReadFile(main)
@@ -185,6 +177,27 @@ func (h *harness) stageShell(name string, edit func(string) string) string {
 		writeFile(t, main, edited)
 	}
 	return dir
+}
+
+// swapIDEModules makes the egoengine-ides module in folder ides use the
+// local stand-ins of coder-templates/testdata instead of the two modules
+// from registry.coder.com, which Coder's provisioner cannot fetch here.
+func (h *harness) swapIDEModules(ides string) {
+	t := h.t
+	for _, m := range []string{"code-server", "jetbrains"} {
+		if err := copyTree(filepath.Join(h.repo, "coder-templates", "testdata", "standin-"+m), filepath.Join(ides, "standin-"+m)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	b, err := os.ReadFile(filepath.Join(ides, "main.tf"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	swapped := registryModule.ReplaceAllString(string(b), "${1}source   = \"./standin-${2}\"\n")
+	if strings.Contains(swapped, "registry.coder.com/coder/") || strings.Count(swapped, "./standin-") != 2 {
+		t.Fatalf("could not swap the IDE modules for their stand-ins in %s", ides)
+	}
+	writeFile(t, filepath.Join(ides, "main.tf"), swapped)
 }
 
 func (h *harness) pushShell(d dockerRun, name, dir, tag string) {
@@ -290,7 +303,8 @@ func TestDockerWorkspace(t *testing.T) {
 	h.login()
 
 	t0 := time.Now()
-	tag := h.runImage(d, opAddr)
+	tag := "e2e-" + h.runID[:8]
+	h.runImage(d, opAddr, tag, nil)
 	t.Logf("run image %s:%s (the stand-in plus the service's address) built in %s", imageRepo, tag, time.Since(t0).Round(time.Millisecond))
 	const tmpl = "egoengine-shell"
 	stage := h.stageShell(tmpl, nil)

@@ -88,6 +88,14 @@ type harness struct {
 	listenHost    string
 	agentBinaries bool
 	coderPort     int
+
+	// For a Coder behind the compose stack's Caddy (TestComposeStack):
+	// client reaches h.url (nil: http.DefaultClient), and the coder CLI
+	// runs under cliWrap (a command prefix, such as a mount namespace with
+	// its own /etc/hosts) with cliEnv added to its environment.
+	client  *http.Client
+	cliWrap []string
+	cliEnv  []string
 }
 
 func mustEnv(t *testing.T, name, what string) string {
@@ -438,8 +446,16 @@ func (h *harness) stopCoder() {
 
 // coder runs the coder CLI as the logged-in admin.
 func (h *harness) coder(timeout time.Duration, args ...string) (string, error) {
-	env := h.childEnv("CODER_CONFIG_DIR="+h.cliDir, "NO_COLOR=1")
-	return h.run(timeout, env, h.coderBin, args...)
+	env := h.childEnv(append([]string{"CODER_CONFIG_DIR=" + h.cliDir, "NO_COLOR=1"}, h.cliEnv...)...)
+	argv := append(append(append([]string{}, h.cliWrap...), h.coderBin), args...)
+	return h.run(timeout, env, argv[0], argv[1:]...)
+}
+
+func (h *harness) httpClient() *http.Client {
+	if h.client != nil {
+		return h.client
+	}
+	return http.DefaultClient
 }
 
 func (h *harness) login() {
@@ -471,7 +487,7 @@ func (h *harness) api(path string) ([]byte, error) {
 		return nil, err
 	}
 	req.Header.Set("Coder-Session-Token", h.session)
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := h.httpClient().Do(req)
 	if err != nil {
 		return nil, err
 	}
@@ -641,7 +657,7 @@ func (h *harness) watchMetadata(agentID, key string, timeout time.Duration, ok f
 	}
 	req.Header.Set("Coder-Session-Token", h.session)
 	req.Header.Set("Accept", "text/event-stream")
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := h.httpClient().Do(req)
 	if err != nil {
 		return "", 0, nil, err
 	}

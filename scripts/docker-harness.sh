@@ -5,9 +5,10 @@
 #                                          every file in DIR (a new folder);
 #                                          prints DOCKER_HOST=..., and the
 #                                          bridge's name and address
-#   scripts/docker-harness.sh stop DIR     remove every container, stop both,
-#                                          unmount, remove the bridge, the
-#                                          firewall rules and DIR
+#   scripts/docker-harness.sh stop DIR     remove every container and
+#                                          network, stop both, unmount,
+#                                          remove the bridges, the firewall
+#                                          rules and DIR
 #   scripts/docker-harness.sh restart DIR  stop dockerd (containers get their
 #                                          stop grace) and start it again
 #   scripts/docker-harness.sh run CMD...   start in a fresh folder, run CMD
@@ -16,14 +17,18 @@
 #
 # It never touches a Docker the machine already runs: its own containerd
 # (socket, root and state in DIR), its own dockerd (data root, exec root,
-# socket, pid file, an empty daemon.json: /etc/docker is not read), its own
-# bridge (not docker0), on a 10.x.y.0/24 no route of this machine uses.
+# socket, pid file, a daemon.json of its own: /etc/docker is not read), its
+# own bridge eeb<8 hex> (not docker0) on a 10.X.Y.0/24, in a 10.X.0.0/16 no
+# address or route of this machine uses, from which the networks the engine
+# creates (docker network create, Compose) take their /24s too.
 # Nothing leaves the machine: dockerd runs with --iptables=false
 # --ip-forward=false --ip-masq=false (no NAT, no forwarding turned on),
 # containers get the bridge's own address as DNS server (nothing answers
-# there), and when iptables exists, FORWARD rules drop every packet entering
-# or leaving the bridge from or to another interface. Containers reach this
-# host on the bridge address, and each other.
+# there), and when iptables exists, FORWARD rules drop every packet between
+# the run's bridges (eeb<8 hex>*) or its 10.X.0.0/16 and anything else.
+# Published ports go through docker-proxy (the userland proxy: no NAT rules
+# without --iptables), on the bridge address unless the port names another.
+# Containers reach this host on the bridge address, and each other.
 #
 # Needs root (scripts/e2e.sh runs it through sudo -n when it is not root,
 # with EE_DOCKER_GROUP=<its gid> for the socket), and Debian's docker.io and
@@ -41,35 +46,47 @@ need() {
 	done
 }
 
-# pick_subnet: a 10.X.Y.0/24 that no address or route of this machine is in.
+# pick_subnet: a 10.X.Y.0/24 in a 10.X.0.0/16 that no address or route of
+# this machine is in (the /16 is the run's: its networks come from it).
 pick_subnet() {
 	local used x y i
 	used=$(ip -4 addr show; ip -4 route show)
 	for ((i = 0; i < 50; i++)); do
 		x=$((200 + RANDOM % 50))
 		y=$((RANDOM % 250))
-		if ! grep -qE "(^|[^0-9])10\.$x\.$y\." <<<"$used" && ! grep -qE "(^|[^0-9])10\.$x\.0\.0/16|10\.0\.0\.0/8" <<<"$used"; then
+		if ! grep -qE "(^|[^0-9])10\.$x\.[0-9]" <<<"$used" && ! grep -qE "(^|[^0-9])10\.0\.0\.0/8" <<<"$used"; then
 			printf '10.%d.%d\n' "$x" "$y"
 			return
 		fi
 	done
-	die "no free 10.x.y.0/24 found"
+	die "no free 10.x.0.0/16 found"
 }
 
 # wait_gone PID SECONDS: waits for a process to end; 1 if it is still there.
 wait_gone() {
 	local i
 	for ((i = 0; i < $2 * 10; i++)); do
-		kill -0 "$1" 2>/dev/null || return 0
+		# A zombie (empty command line) has ended; only its reaping is left.
+		[[ -n $(tr -d '\0' 2>/dev/null <"/proc/$1/cmdline") ]] || return 0
 		sleep 0.1
 	done
 	return 1
 }
 
-firewall() { # -I or -D, BRIDGE
+# firewall -I|-D BRIDGE [POOL]: the FORWARD rules that keep the run's
+# traffic on this machine. BRIDGE+ is iptables' wildcard: the bridge and
+# every bridge named after it (a Compose network's eeb<id>c). POOL, the
+# run's 10.X.0.0/16, catches a network whose bridge has another name
+# (br-<id>, Docker's default).
+firewall() {
 	command -v iptables >/dev/null || return 0
-	iptables -w "$1" FORWARD -i "$2" ! -o "$2" -j DROP 2>/dev/null || [[ $1 == -D ]] || die "iptables $1 FORWARD failed"
-	iptables -w "$1" FORWARD -o "$2" ! -i "$2" -j DROP 2>/dev/null || [[ $1 == -D ]] || die "iptables $1 FORWARD failed"
+	local op=$1 rule
+	local -a rules=("-i $2+ ! -o $2+" "-o $2+ ! -i $2+")
+	[[ -z ${3:-} ]] || rules+=("-s $3 ! -d $3" "-d $3 ! -s $3")
+	for rule in "${rules[@]}"; do
+		# shellcheck disable=SC2086 # the rule is words
+		iptables -w "$op" FORWARD $rule -j DROP 2>/dev/null || [[ $op == -D ]] || die "iptables $op FORWARD $rule failed"
+	done
 }
 
 # start_dockerd DIR BRIDGE GATEWAY: dockerd on the containerd of DIR, with
@@ -82,7 +99,7 @@ start_dockerd() {
 		--data-root "$dir/data/docker" --exec-root "$dir/x/docker" \
 		--pidfile "$dir/dockerd.pid" --host "unix://$dir/docker.sock" \
 		--bridge "$br" --iptables=false --ip-forward=false --ip-masq=false --ipv6=false \
-		--userland-proxy=false --dns "$gw" --storage-driver overlay2 --log-level warn \
+		--ip "$gw" --dns "$gw" --storage-driver overlay2 --log-level warn \
 		--group "$(cat "$dir/socket-group")" \
 		</dev/null >>"$dir/dockerd.log" 2>&1 &
 	echo $! >"$dir/dockerd.spid"
@@ -112,7 +129,7 @@ restart() {
 }
 
 start() {
-	local dir=$1 id br net gw i t0
+	local dir=$1 id br net gw pool i t0
 	need
 	[[ $dir == /* ]] || die "DIR must be absolute"
 	[[ ! -e $dir || -z $(ls -A "$dir") ]] || die "$dir is not empty"
@@ -123,12 +140,13 @@ start() {
 	br=eeb$id
 	net=$(pick_subnet)
 	gw=$net.1
+	pool=${net%.*}.0.0/16
 	# Recorded first, so that stop removes whatever of it exists.
-	printf 'BRIDGE=%s\nGATEWAY=%s\n' "$br" "$gw" >"$dir/state"
+	printf 'BRIDGE=%s\nGATEWAY=%s\nPOOL=%s\n' "$br" "$gw" "$pool" >"$dir/state"
 	ip link add name "$br" type bridge
 	ip addr add "$gw/24" dev "$br"
 	ip link set "$br" up
-	firewall -I "$br"
+	firewall -I "$br" "$pool"
 	printf 'FIREWALL=%s\n' "$(command -v iptables >/dev/null && echo yes || echo no)" >>"$dir/state"
 
 	cat >"$dir/containerd.toml" <<EOF
@@ -145,7 +163,10 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
 [metrics]
   address = ""
 EOF
-	echo '{}' >"$dir/daemon.json"
+	# New networks take /24s of the run's /16, not Docker's defaults
+	# (172.17-31.x, 192.168.x), which a Docker of the machine or its LAN may
+	# use; dockerd still skips a /24 some route covers.
+	printf '{"default-address-pools": [{"base": "%s", "size": 24}]}\n' "$pool" >"$dir/daemon.json"
 	# The socket's group: root's, or the caller's when it ran this through
 	# sudo (EE_DOCKER_GROUP, a gid), so that the tests and Coder reach the
 	# engine without root.
@@ -166,8 +187,19 @@ EOF
 	printf 'DOCKER_HOST=unix://%s/docker.sock\nDOCKER_CONFIG=%s/cli\nEE_DOCKER_BRIDGE=%s\nEE_DOCKER_GATEWAY=%s\n' "$dir" "$dir" "$br" "$gw" | tee "$dir/env"
 }
 
+# run_bridges BRIDGE POOL: the bridges of a run, by name (BRIDGE*) or by an
+# address in POOL (10.X.0.0/16).
+run_bridges() {
+	local name net=${2%.0.0/16}
+	while read -r name; do
+		if [[ $name == "$1"* ]] || { [[ -n $2 ]] && ip -o -4 addr show dev "$name" | awk -v n="$net." 'index($4, n) == 1 {f = 1} END {exit !f}'; }; then
+			printf '%s\n' "$name"
+		fi
+	done < <(ip -o link show type bridge | awk -F': ' '{print $2}')
+}
+
 stop() {
-	local dir=$1 br="" p mnt shims=0 sock ids
+	local dir=$1 br="" pool="" p mnt shims=0 sock ids
 	[[ $dir == /* ]] || die "DIR must be absolute"
 	[[ -d $dir ]] || return 0
 	sock=unix://$dir/docker.sock
@@ -176,6 +208,12 @@ stop() {
 		if ((${#ids[@]})); then
 			log "removing ${#ids[@]} container(s) left in the engine"
 			docker -H "$sock" rm -f "${ids[@]}" >/dev/null 2>&1 || true
+		fi
+		# dockerd keeps a network's bridge when it stops: removed here,
+		# whatever the bridge's name.
+		mapfile -t ids < <(docker -H "$sock" network ls -q --filter type=custom)
+		if ((${#ids[@]})); then
+			docker -H "$sock" network rm "${ids[@]}" >/dev/null 2>&1 || true
 		fi
 	fi
 	for p in dockerd.spid containerd.pid; do
@@ -187,9 +225,14 @@ stop() {
 	done
 	# Shims of this containerd outlive it by design; none may outlive the run.
 	# (The pattern comes through a file, so that grep does not find itself.)
+	# A shim's children (a container's first process: with it, its PID
+	# namespace) go first: a container whose shim is killed runs on, orphaned
+	# (found with dockerd killed before stop).
 	while read -r p; do
-		log "killing a leftover shim $p: $(tr '\0' ' ' 2>/dev/null <"/proc/$p/cmdline" | cut -c1-100)"
-		kill -KILL "$p" 2>/dev/null || true
+		log "killing a leftover shim $p and its container: $(tr '\0' ' ' 2>/dev/null <"/proc/$p/cmdline" | cut -c1-100)"
+		mapfile -t ids < <(ps -o pid= --ppid "$p")
+		kill -KILL "${ids[@]}" "$p" 2>/dev/null || true
+		for p in "${ids[@]}"; do wait_gone "$p" 5 || log "container process $p did not end"; done
 		shims=1
 	done < <(grep -lF -f <(printf '%s\n' "$dir/x/containerd.sock") /proc/[0-9]*/cmdline 2>/dev/null | cut -d/ -f3)
 	# Mounts below DIR (overlay layers, shm, network namespaces), deepest first.
@@ -198,10 +241,15 @@ stop() {
 	done < <(awk -v d="$dir/" 'index($5, d) == 1 {print $5}' /proc/self/mountinfo | sort -r)
 	if [[ -f $dir/state ]]; then
 		br=$(sed -n 's/^BRIDGE=//p' "$dir/state")
+		pool=$(sed -n 's/^POOL=//p' "$dir/state")
 	fi
 	if [[ -n $br ]]; then
-		firewall -D "$br"
-		ip link del "$br" 2>/dev/null || true
+		firewall -D "$br" "$pool"
+		# The run's bridges: its own, those named after it, and (the engine
+		# gone before its networks) any bridge with an address in its /16.
+		while read -r p; do
+			ip link del "$p" 2>/dev/null || true
+		done < <(run_bridges "$br" "$pool")
 	fi
 	rm -rf "$dir"
 	((shims == 0))

@@ -3,6 +3,8 @@
 #
 #   scripts/e2e.sh               build or reuse the tools, then run the test
 #   scripts/e2e.sh build-coder   only build (or find) Coder; prints its path
+#   scripts/e2e.sh build-compose only build (or find) Docker Compose; prints
+#                                its path
 #
 # Builds, each cached under ~/.cache/egoengine (EGOENGINE_CACHE) and keyed by
 # version, so only the first run is slow:
@@ -17,11 +19,17 @@
 #                           local 1Password service on loopback
 # then runs the Go test in e2e/ (a module of its own) against a PostgreSQL
 # cluster and a Coder server of its own on free loopback ports. For the
-# Docker test it also starts a Docker Engine of the run's own
-# (scripts/docker-harness.sh: own containerd, dockerd, bridge; nothing
-# forwarded off the machine) and builds the stand-in workspace image in it
-# (scripts/standin-image.sh, the Debian root filesystem cached once); the
-# engine and all it holds go at the end, whatever happened.
+# Docker tests it also starts a Docker Engine of the run's own
+# (scripts/docker-harness.sh: own containerd, dockerd, bridges; nothing
+# forwarded off the machine) and builds stand-in images in it
+# (scripts/standin-image.sh, the Debian root filesystem cached once): the
+# workspace image for TestDockerWorkspace; for TestComposeStack the images
+# of compose/compose.yaml (Coder, PostgreSQL, Caddy), with
+#   compose-<version>/docker-compose  Docker Compose v2, from the Go module
+#                           proxy (3 to 9 minutes, once), the engine's CLI
+#                           plugin ($DOCKER_CONFIG/cli-plugins)
+#   caddy-<version>/caddy   the Caddy compose.yaml pins (lib.sh caddy_binary)
+# The engine and all it holds go at the end, whatever happened.
 #
 # Every process the run starts carries EGOENGINE_E2E_RUN=<run id> in its
 # environment; on exit, whatever happened, any such process is killed and
@@ -30,7 +38,7 @@
 # E2E_KEEP=1 keeps the run's folder; E2E_EGOAGENT=PATH tests that egoagent
 # binary instead of building bin/egoagent (the helper is still built here);
 # E2E_RUN=REGEXP runs only the matching tests (go test -run), and a run
-# without TestDockerWorkspace starts no engine.
+# without TestDockerWorkspace and TestComposeStack starts no engine.
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -38,6 +46,7 @@ root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 . "$root/scripts/lib.sh"
 # v2.27.0 does not build from this proxy (one of its modules is not served).
 CODER_VERSION=v2.26.0
+COMPOSE_VERSION=v2.40.3
 
 # build_coder: prints the path of a coder binary of CODER_VERSION, building
 # it from the Go module proxy the first time. Without the `embed` build tag:
@@ -66,6 +75,39 @@ build_coder() {
 	# against the server) say the release instead of v0.0.0-devel.
 	(cd "$src" && go build -trimpath -ldflags="-s -X github.com/coder/coder/v2/buildinfo.tag=${CODER_VERSION#v}" -o "$out.partial" ./cmd/coder)
 	mv -f "$out.partial" "$out"
+	printf '%s\n' "$out"
+}
+
+# build_compose: prints the path of a Docker Compose v2 binary of
+# COMPOSE_VERSION, built from the Go module proxy the first time (3 to 9
+# minutes). TestComposeStack runs it as the harness engine's CLI plugin:
+# Debian has only the old Python docker-compose, and nothing can be
+# downloaded from Docker here.
+build_compose() {
+	local out=$cache/compose-$COMPOSE_VERSION/docker-compose src dir rc=0
+	if [[ -x $out ]] && "$out" version 2>/dev/null | grep -qF "$COMPOSE_VERSION"; then
+		printf '%s\n' "$out"
+		return
+	fi
+	command -v go >/dev/null || die "go is not on PATH; install Go (scripts/deps.sh says which)"
+	mkdir -p "$cache"
+	dir=$(go_module_dir "github.com/docker/compose/v2@$COMPOSE_VERSION")
+	# The module cache is read-only and `go install` refuses exclude
+	# directives: build in a writable copy. Unlike Coder's it is not kept
+	# (the module cache has the source; only the binary is reused).
+	src=$(mktemp -d "${TMPDIR:-/tmp}/egoengine-compose-src.XXXXXX")
+	cp -R "$dir/." "$src"
+	chmod -R u+w "$src"
+	log "building Docker Compose $COMPOSE_VERSION (slow the first time: 3 to 9 minutes on two cores)"
+	mkdir -p "$(dirname "$out")"
+	# internal.Version is what `docker compose version` prints (the
+	# module's Makefile sets it the same way).
+	(cd "$src" && CGO_ENABLED=0 go build -trimpath \
+		-ldflags="-s -w -X github.com/docker/compose/v2/internal.Version=$COMPOSE_VERSION" \
+		-o "$out.partial.$$" ./cmd) >&2 || rc=$?
+	rm -rf "$src"
+	((rc == 0)) || { rm -f "$out.partial.$$"; die "could not build Docker Compose $COMPOSE_VERSION"; }
+	mv -f "$out.partial.$$" "$out"
 	printf '%s\n' "$out"
 }
 
@@ -160,11 +202,11 @@ finish() {
 }
 
 main() {
-	if [[ ${1:-} == build-coder ]]; then
-		build_coder
-		return
-	fi
-	(($# == 0)) || die "unknown argument '$1'; usage: scripts/e2e.sh [build-coder]"
+	case ${1:-} in
+	build-coder) build_coder; return ;;
+	build-compose) build_compose; return ;;
+	esac
+	(($# == 0)) || die "unknown argument '$1'; usage: scripts/e2e.sh [build-coder | build-compose]"
 
 	local t0 coder tools tofu tfrc pgbin
 	t0=$(date +%s)
@@ -194,6 +236,18 @@ main() {
 	t2=$(date +%s)
 	ophelper=$(build_op_helper)
 	log "helper:   $ophelper (tag egoagent_optest, $(($(date +%s) - t2))s)"
+	# Which Docker tests run decides what is built and whether an engine starts.
+	local filter=${E2E_RUN:-.} want_workspace=0 want_stack=0 compose="" caddy=""
+	if [[ TestDockerWorkspace =~ $filter ]]; then want_workspace=1; fi
+	if [[ TestComposeStack =~ $filter ]]; then want_stack=1; fi
+	if ((want_stack)); then
+		t2=$(date +%s)
+		compose=$(build_compose)
+		log "compose:  $compose ($("$compose" version 2>/dev/null), $(($(date +%s) - t2))s)"
+		t2=$(date +%s)
+		caddy=$(caddy_binary)
+		log "caddy:    $caddy ($(($(date +%s) - t2))s)"
+	fi
 	log "tools ready after $(($(date +%s) - t0))s"
 
 	run_id=$(od -An -N12 -tx1 /dev/urandom | tr -d ' \n')
@@ -205,9 +259,9 @@ main() {
 	# pass through.
 	chmod 755 "$run_dir"
 
-	local docker_env=() filter=${E2E_RUN:-.}
-	if [[ TestDockerWorkspace =~ $filter ]]; then
-		local t3 image henv DOCKER_HOST DOCKER_CONFIG EE_DOCKER_BRIDGE EE_DOCKER_GATEWAY
+	local docker_env=()
+	if ((want_workspace || want_stack)); then
+		local t3 image stack stack_coder stack_postgres stack_caddy plugin henv DOCKER_HOST DOCKER_CONFIG EE_DOCKER_BRIDGE EE_DOCKER_GATEWAY
 		t3=$(date +%s)
 		docker_dir=$run_dir/d
 		# The engine needs root: through sudo -n when this is not root (CI
@@ -220,14 +274,34 @@ main() {
 		EE_DOCKER_BRIDGE=$(sed -n 's/^EE_DOCKER_BRIDGE=//p' <<<"$henv")
 		EE_DOCKER_GATEWAY=$(sed -n 's/^EE_DOCKER_GATEWAY=//p' <<<"$henv")
 		log "docker:   engine up in $(($(date +%s) - t3))s ($DOCKER_HOST, bridge $EE_DOCKER_BRIDGE $EE_DOCKER_GATEWAY)"
-		t3=$(date +%s)
-		# debootstrap chroots: the root filesystem is made as root (once).
-		"${as_root[@]}" "$root/scripts/standin-image.sh" rootfs >/dev/null || die "no stand-in root filesystem (scripts/standin-image.sh rootfs)"
-		image=$(DOCKER_HOST=$DOCKER_HOST DOCKER_CONFIG=$DOCKER_CONFIG "$root/scripts/standin-image.sh" build "standin-${run_id:0:8}" \
-			--egoagent "$egoagent" --egoagent-op "$ophelper")
-		log "image:    $image built in $(($(date +%s) - t3))s"
 		docker_env=(E2E_DOCKER_DIR="$docker_dir" E2E_DOCKER_HOST="$DOCKER_HOST" E2E_DOCKER_CONFIG="$DOCKER_CONFIG" E2E_DOCKER_BRIDGE="$EE_DOCKER_BRIDGE"
-			E2E_DOCKER_GATEWAY="$EE_DOCKER_GATEWAY" E2E_DOCKER_IMAGE="$image")
+			E2E_DOCKER_GATEWAY="$EE_DOCKER_GATEWAY")
+		t3=$(date +%s)
+		# debootstrap chroots: the root filesystem (the base of every
+		# stand-in image) is made as root (once).
+		"${as_root[@]}" "$root/scripts/standin-image.sh" rootfs >/dev/null || die "no stand-in root filesystem (scripts/standin-image.sh rootfs)"
+		if ((want_workspace)); then
+			image=$(DOCKER_HOST=$DOCKER_HOST DOCKER_CONFIG=$DOCKER_CONFIG "$root/scripts/standin-image.sh" build "standin-${run_id:0:8}" \
+				--egoagent "$egoagent" --egoagent-op "$ophelper")
+			log "image:    $image built in $(($(date +%s) - t3))s"
+			docker_env+=(E2E_DOCKER_IMAGE="$image")
+		fi
+		if ((want_stack)); then
+			# `docker compose` with the run's DOCKER_CONFIG finds the plugin
+			# there. The harness made the folder as root: copied as root.
+			plugin=$DOCKER_CONFIG/cli-plugins/docker-compose
+			"${as_root[@]}" install -D -m 0755 "$compose" "$plugin" || die "could not install $compose as $plugin"
+			t3=$(date +%s)
+			stack=$(DOCKER_HOST=$DOCKER_HOST DOCKER_CONFIG=$DOCKER_CONFIG "$root/scripts/standin-image.sh" stack \
+				--coder "$coder" --tofu "$tofu" --tofu-config "$tfrc" --caddy "$caddy") || die "the stack's stand-in images were not built (scripts/standin-image.sh stack)"
+			stack_coder=$(sed -n 's/^coder=//p' <<<"$stack")
+			stack_postgres=$(sed -n 's/^postgres=//p' <<<"$stack")
+			stack_caddy=$(sed -n 's/^caddy=//p' <<<"$stack")
+			[[ -n $stack_coder && -n $stack_postgres && -n $stack_caddy ]] || die "scripts/standin-image.sh stack did not name the three images: $stack"
+			docker_env+=(E2E_COMPOSE="$plugin" E2E_STACK_CODER_IMAGE="$stack_coder"
+				E2E_STACK_POSTGRES_IMAGE="$stack_postgres" E2E_STACK_CADDY_IMAGE="$stack_caddy")
+			log "stack:    $(tr '\n' ' ' <<<"$stack")built in $(($(date +%s) - t3))s"
+		fi
 	fi
 
 	local t1

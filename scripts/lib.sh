@@ -65,3 +65,15 @@ go_tool() {
 	fi
 	printf '%s\n' "$dest"
 }
+
+# caddy_binary: builds (once per release) and prints the Caddy of the release
+# compose/compose.yaml pins (its `image: caddy:X` line), so that the stack's
+# checks (test-compose.sh) and its stand-in image (e2e.sh) run the same one.
+# (The checkout's root is found now: the caller may cd before calling.)
+lib_root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+caddy_binary() {
+	local version
+	version=$(sed -n 's/^[[:space:]]*image:[[:space:]]*caddy:\([0-9][0-9.]*\)[[:space:]]*$/\1/p' "$lib_root/compose/compose.yaml")
+	[[ -n $version ]] || die "no pinned caddy image found in compose/compose.yaml"
+	go_tool "github.com/caddyserver/caddy/v2/cmd/caddy@v${version}" "$cache/caddy-v${version}/caddy"
+}

@@ -17,9 +17,7 @@ done
 shellcheck -x scripts/compose.sh scripts/test-compose.sh
 
 # Caddy is built from the Go module proxy once per release and reused.
-caddy_version=$(sed -n 's/^[[:space:]]*image:[[:space:]]*caddy:\([0-9][0-9.]*\)[[:space:]]*$/\1/p' compose/compose.yaml)
-[[ -n $caddy_version ]] || die "no pinned caddy image found in compose/compose.yaml"
-caddy=$(go_tool "github.com/caddyserver/caddy/v2/cmd/caddy@v${caddy_version}" "$cache/caddy-v${caddy_version}/caddy")
+caddy=$(caddy_binary)
 
 cd compose
 go vet ./...
