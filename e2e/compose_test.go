@@ -227,7 +227,9 @@ networks:
   default:
     driver_opts:
       com.docker.network.bridge.name: %s
-`, d.bridge, images.postgres, images.caddy, stackBridge))
+      # Published ports on a user network otherwise bind every address.
+      com.docker.network.bridge.host_binding_ipv4: %s
+`, d.bridge, images.postgres, images.caddy, stackBridge, d.gateway))
 
 	socket := strings.TrimPrefix(d.host, "unix://")
 	fi, err := os.Stat(socket)
@@ -315,7 +317,7 @@ networks:
 		}
 		if rules, err := h.runAsRoot(time.Minute, "iptables", "-w", "-S", "FORWARD"); err != nil {
 			t.Error(err)
-		} else if !strings.Contains(rules, "-i "+d.bridge+"+ ! -o "+d.bridge+"+ -j DROP") || !strings.Contains(rules, "-o "+d.bridge+"+ ! -i "+d.bridge+"+ -j DROP") {
+		} else if !strings.Contains(rules, "-i "+d.bridge+"+ ! -o "+d.bridge+"+ -j DROP") || !strings.Contains(rules, "! -i "+d.bridge+"+ -o "+d.bridge+"+ -j DROP") {
 			t.Errorf("no FORWARD rule drops what would leave the run's bridges (%s+):\n%s", d.bridge, rules)
 		}
 	})

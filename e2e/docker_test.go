@@ -140,7 +140,7 @@ func (h *harness) runImage(d dockerRun, opAddr, tag string, caPEM []byte) {
 	trust := ""
 	if caPEM != nil {
 		writeFile(t, filepath.Join(dir, "ca.crt"), string(caPEM))
-		trust = "USER root\nCOPY ca.crt /usr/local/share/ca-certificates/egoengine-e2e.crt\nRUN update-ca-certificates >/dev/null\nUSER joshsymonds\n"
+		trust = "USER root\nCOPY ca.crt /usr/local/share/ca-certificates/egoengine-e2e.crt\nRUN /usr/sbin/update-ca-certificates >/dev/null\nUSER joshsymonds\n"
 	}
 	writeFile(t, filepath.Join(dir, "Dockerfile"), fmt.Sprintf(`FROM %s
 COPY optest.pem /etc/egoengine/optest.pem

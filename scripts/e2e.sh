@@ -280,12 +280,11 @@ main() {
 		# debootstrap chroots: the root filesystem (the base of every
 		# stand-in image) is made as root (once).
 		"${as_root[@]}" "$root/scripts/standin-image.sh" rootfs >/dev/null || die "no stand-in root filesystem (scripts/standin-image.sh rootfs)"
-		if ((want_workspace)); then
-			image=$(DOCKER_HOST=$DOCKER_HOST DOCKER_CONFIG=$DOCKER_CONFIG "$root/scripts/standin-image.sh" build "standin-${run_id:0:8}" \
-				--egoagent "$egoagent" --egoagent-op "$ophelper")
-			log "image:    $image built in $(($(date +%s) - t3))s"
-			docker_env+=(E2E_DOCKER_IMAGE="$image")
-		fi
+		# Both Docker tests start workspaces from the workspace stand-in.
+		image=$(DOCKER_HOST=$DOCKER_HOST DOCKER_CONFIG=$DOCKER_CONFIG "$root/scripts/standin-image.sh" build "standin-${run_id:0:8}" \
+			--egoagent "$egoagent" --egoagent-op "$ophelper")
+		log "image:    $image built in $(($(date +%s) - t3))s"
+		docker_env+=(E2E_DOCKER_IMAGE="$image")
 		if ((want_stack)); then
 			# `docker compose` with the run's DOCKER_CONFIG finds the plugin
 			# there. The harness made the folder as root: copied as root.
