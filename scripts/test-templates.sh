@@ -6,8 +6,10 @@
 #      modules: tofu init (from the local provider mirror), validate, test;
 #   3. broken copies (the token moved into the agent's env, into the start
 #      script, into a parameter; the variable no longer sensitive; the image
-#      unpinned; ENVBUILDER_WORKDIR for ENVBUILDER_WORKSPACE_FOLDER; the shell
-#      template without its stop grace, restart policy or healthcheck wait) must each
+#      unpinned; ENVBUILDER_WORKDIR for ENVBUILDER_WORKSPACE_FOLDER; either
+#      template without its stop grace or restart policy; the shell template
+#      without its healthcheck wait; the envbuilder template rebuilding on a
+#      restart or ignoring docker_network) must each
 #      make `tofu test` fail, with the message of the check that catches it;
 #   4. the home volume survives a template update: a plan against a state
 #      holding it at its address before the shared module moves it and
@@ -184,6 +186,12 @@ break_no_restart() {
 break_no_wait() {
 	mutate "$1/main.tf" 's/^  wait *= *true/  wait         = false/'
 }
+break_rebuild() {
+	mutate "$1/main.tf" '/^    ENVBUILDER_SKIP_REBUILD *= *"true"/d'
+}
+break_no_network() {
+	mutate "$1/main.tf" '/^  network_mode *= *var.docker_network/d'
+}
 break_workdir() {
 	mutate "$1/main.tf" 's|ENVBUILDER_WORKSPACE_FOLDER *=|ENVBUILDER_WORKDIR =|'
 }
@@ -203,6 +211,10 @@ step_regressions() {
 	broken parameter egoengine-envbuilder "The token must not appear in any coder_parameter."
 	broken unpinned egoengine-envbuilder "fallback_image must default to the egoengine image at image_tag."
 	broken workdir egoengine-envbuilder "lacks part of its configuration"
+	broken no_grace egoengine-envbuilder "destroy_grace_seconds must leave the agent time to run its stop scripts"
+	broken no_restart egoengine-envbuilder "The container must come back after an engine restart"
+	broken rebuild egoengine-envbuilder "A restarted container must not rebuild the devcontainer over itself"
+	broken no_network egoengine-envbuilder "The container must join the network named by docker_network."
 }
 
 # Both templates' tests carry the same security checks, between the lines

@@ -26,6 +26,17 @@ variable "docker_socket" {
   default     = ""
 }
 
+variable "docker_network" {
+  type        = string
+  description = "Docker network the workspace container joins. It must let the container reach the Coder server at its access URL (host.docker.internal, the Docker host's gateway, when that URL names localhost), and the Git server and cache registry envbuilder uses. \"bridge\" is the engine's default bridge, which an engine started with --bridge=none does not have."
+  default     = "bridge"
+
+  validation {
+    condition     = var.docker_network != "" && var.docker_network != "none"
+    error_message = "docker_network must name a network from which the container can reach Coder: with \"none\" (or an empty name) the agent could never connect."
+  }
+}
+
 variable "image_tag" {
   type        = string
   description = "Tag of ghcr.io/veraticus/nix-config/egoengine, the default fallback image: the nix-config revision the image was built from (7 hex characters). No default: every template version names the image it runs."
@@ -144,12 +155,17 @@ locals {
   workspace_folder     = "${local.home}/src/${local.repo_name}"
   docker_config_base64 = var.cache_repo_docker_config == "" ? "" : base64encode(var.cache_repo_docker_config)
 
-  # What the agent needs, whether it starts from a fresh build or from a
-  # cached image. A Coder reached at localhost is the Docker host.
+  # What the container needs whether it starts from a fresh build or from a
+  # cached image: the agent's settings (a Coder reached at localhost is the
+  # Docker host) and how envbuilder hands over to it.
   agent_env = {
     CODER_AGENT_TOKEN       = module.agent.token
     CODER_AGENT_URL         = module.container.coder_url
     ENVBUILDER_INIT_COMMAND = "/bin/sh"
+    # After an engine restart (restart = "unless-stopped" below) the same
+    # container starts envbuilder again: the devcontainer it built is still
+    # its filesystem, so envbuilder goes straight to the init script.
+    ENVBUILDER_SKIP_REBUILD = "true"
     ENVBUILDER_INIT_SCRIPT = templatefile("${path.module}/init-as-user.sh.tftpl", {
       user        = local.user
       home        = local.home
@@ -236,10 +252,26 @@ resource "docker_container" "workspace" {
   # The only place the 1Password token goes is module.container.secret_env.
   env = concat(local.cache_enabled ? envbuilder_cached_image.cached[0].env : local.builder_env_list, module.container.secret_env)
 
+  network_mode = var.docker_network
   host {
     host = module.container.docker_host
     ip   = "host-gateway"
   }
+
+  # As in egoengine-shell: a stop gives the agent its shutdown (egoagent's
+  # daemon ends cleanly) instead of the provider's default grace of 0 s, and
+  # a stop by the engine itself gets the same.
+  destroy_grace_seconds = 60
+  stop_signal           = "SIGTERM"
+  stop_timeout          = 60
+  # After the engine restarts, the workspace Coder still shows as running
+  # comes back (see ENVBUILDER_SKIP_REBUILD). A container stopped by Coder
+  # (the resource destroyed) is never brought back.
+  restart = "unless-stopped"
+  # No healthcheck, unlike egoengine-shell: the container first builds the
+  # devcontainer, which may take any time, and neither the builder image
+  # nor every devcontainer has curl.
+
   volumes {
     container_path = local.home
     volume_name    = module.home.name

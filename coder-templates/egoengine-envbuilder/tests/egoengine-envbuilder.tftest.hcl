@@ -334,3 +334,70 @@ run "custom_repository_needs_a_url" {
   }
   expect_failures = [docker_container.workspace]
 }
+
+run "stop_gives_the_agent_and_egoagent_time" {
+  command = apply
+
+  assert {
+    condition     = coalesce(docker_container.workspace[0].destroy_grace_seconds, 0) > module.agent.visible_to_viewers.scripts.egoagent_stop.timeout + 5
+    error_message = "destroy_grace_seconds must leave the agent time to run its stop scripts: without it the provider SIGKILLs the container at once."
+  }
+  assert {
+    condition     = docker_container.workspace[0].stop_signal == "SIGTERM" && coalesce(docker_container.workspace[0].stop_timeout, 0) >= coalesce(docker_container.workspace[0].destroy_grace_seconds, 0)
+    error_message = "A stop by the engine itself must give the same grace (stop_signal SIGTERM, stop_timeout)."
+  }
+}
+
+run "engine_restart_brings_the_workspace_back_without_a_rebuild" {
+  command = apply
+
+  assert {
+    condition     = docker_container.workspace[0].restart == "unless-stopped"
+    error_message = "The container must come back after an engine restart (restart = \"unless-stopped\")."
+  }
+  assert {
+    condition     = contains(nonsensitive(docker_container.workspace[0].env), "ENVBUILDER_SKIP_REBUILD=true")
+    error_message = "A restarted container must not rebuild the devcontainer over itself (ENVBUILDER_SKIP_REBUILD=true)."
+  }
+}
+
+run "engine_restart_from_a_cached_image" {
+  command = apply
+  variables {
+    cache_repo = "ghcr.io/veraticus/egoengine-cache"
+  }
+
+  assert {
+    condition     = nonsensitive(envbuilder_cached_image.cached[0].extra_env["ENVBUILDER_SKIP_REBUILD"]) == "true"
+    error_message = "A container started from the cached image must not rebuild either: ENVBUILDER_SKIP_REBUILD goes into the cached image's settings."
+  }
+}
+
+run "joins_the_docker_network_variable" {
+  command = apply
+  variables {
+    docker_network = "egoengine_default"
+  }
+
+  assert {
+    condition     = docker_container.workspace[0].network_mode == "egoengine_default"
+    error_message = "The container must join the network named by docker_network."
+  }
+}
+
+run "default_network_is_the_bridge" {
+  command = plan
+
+  assert {
+    condition     = docker_container.workspace[0].network_mode == "bridge"
+    error_message = "docker_network defaults to the engine's bridge."
+  }
+}
+
+run "no_network_is_refused" {
+  command = plan
+  variables {
+    docker_network = "none"
+  }
+  expect_failures = [var.docker_network]
+}
