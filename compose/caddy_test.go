@@ -216,7 +216,7 @@ func TestCaddyfileRefusesUnknownTLS(t *testing.T) {
 
 // Why compose.sh keeps CODER_ACCESS_URL at port 443 under the tls profile:
 // Caddy listens on the site address's own port, where nothing is published.
-func TestCaddyListensOnAccessURLPort(t *testing.T) {
+func TestCaddyfileListensOnAccessURLPort(t *testing.T) {
 	env := newFixture(t).env()
 	env["CODER_ACCESS_URL"] = "https://egoengine.example.test:8443"
 	cfg, out := mustAdapt(t, env)
