@@ -132,25 +132,34 @@ func TestScriptListsEveryProblemInEnv(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			tr := newScriptTree(t, true)
-			tr.writeEnv(t, c.env, 0o600)
-			code, stderr, calls := tr.run(t, nil, "up")
-			if code != 2 {
-				t.Errorf("exit %d, want 2; stderr:\n%s", code, stderr)
-			}
-			for _, w := range c.want {
-				if !strings.Contains(stderr, w) {
-					t.Errorf("message lacks %q:\n%s", w, stderr)
-				}
-			}
-			if calls != "" {
-				t.Errorf("docker ran despite a broken .env: %s", calls)
-			}
+			stderr := refusedUp(t, c.env, c.want)
 			if strings.Contains(stderr, "pa@ss/word") || strings.Contains(stderr, f.dbPassword) {
 				t.Errorf("the database password appears in the message:\n%s", stderr)
 			}
 		})
 	}
+}
+
+// refusedUp runs `compose.sh up` with env as compose/.env and checks that it
+// is refused before Docker runs (exit 2) with a message holding each of
+// want. It returns that message.
+func refusedUp(t *testing.T, env string, want []string) string {
+	t.Helper()
+	tr := newScriptTree(t, true)
+	tr.writeEnv(t, env, 0o600)
+	code, stderr, calls := tr.run(t, nil, "up")
+	if code != 2 {
+		t.Errorf("exit %d, want 2; stderr:\n%s", code, stderr)
+	}
+	for _, w := range want {
+		if !strings.Contains(stderr, w) {
+			t.Errorf("message lacks %q:\n%s", w, stderr)
+		}
+	}
+	if calls != "" {
+		t.Errorf("docker ran despite a broken .env: %s", calls)
+	}
+	return stderr
 }
 
 func mustRead(t *testing.T, path string) string {
@@ -260,20 +269,7 @@ func TestScriptRefusesMalformedSettings(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			tr := newScriptTree(t, true)
-			tr.writeEnv(t, filledEnv(f)+c.extra+"\n", 0o600)
-			code, stderr, calls := tr.run(t, nil, "up")
-			if code != 2 {
-				t.Errorf("exit %d, want 2; stderr:\n%s", code, stderr)
-			}
-			for _, w := range c.want {
-				if !strings.Contains(stderr, w) {
-					t.Errorf("message lacks %q:\n%s", w, stderr)
-				}
-			}
-			if calls != "" {
-				t.Errorf("docker ran despite a broken .env: %s", calls)
-			}
+			refusedUp(t, filledEnv(f)+c.extra+"\n", c.want)
 		})
 	}
 }

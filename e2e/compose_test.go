@@ -147,6 +147,21 @@ func (s *stack) services(t *testing.T) map[string]service {
 	return got
 }
 
+// userNames: the users Coder has, by name.
+func (h *harness) userNames() []string {
+	var users struct {
+		Users []struct {
+			Username string `json:"username"`
+		} `json:"users"`
+	}
+	h.apiJSON("/api/v2/users", &users)
+	var names []string
+	for _, u := range users.Users {
+		names = append(names, u.Username)
+	}
+	return names
+}
+
 // checkHealthy: every service of the stack runs and its healthcheck passes.
 func (s *stack) checkHealthy(t *testing.T, want ...string) {
 	t.Helper()
@@ -401,14 +416,8 @@ networks:
 
 	step(t, "the first user is created through Caddy", func(t *testing.T) {
 		h.login()
-		var users struct {
-			Users []struct {
-				Username string `json:"username"`
-			} `json:"users"`
-		}
-		h.apiJSON("/api/v2/users", &users)
-		if len(users.Users) != 1 || users.Users[0].Username != adminUser {
-			t.Errorf("users: %+v, want only %s", users.Users, adminUser)
+		if names := h.userNames(); !slices.Equal(names, []string{adminUser}) {
+			t.Errorf("users: %v, want only %s", names, adminUser)
 		}
 	})
 
@@ -473,19 +482,11 @@ networks:
 		h.checkDockerToken(t, d, ws, c)
 	})
 
-	tokenless := func(t *testing.T) {
+	// kept: what the database holds is all there (after down and up, after
+	// a restore).
+	kept := func(t *testing.T) {
 		t.Helper()
-		var users struct {
-			Users []struct {
-				Username string `json:"username"`
-			} `json:"users"`
-		}
-		h.apiJSON("/api/v2/users", &users)
-		var names []string
-		for _, u := range users.Users {
-			names = append(names, u.Username)
-		}
-		if !slices.Contains(names, adminUser) {
+		if names := h.userNames(); !slices.Contains(names, adminUser) {
 			t.Errorf("users %v lack %s", names, adminUser)
 		}
 		for _, name := range []string{"egoengine-shell", "egoengine-envbuilder"} {
@@ -508,7 +509,7 @@ networks:
 		}
 		s.must(t, 8*time.Minute, "scripts/compose.sh up")
 		s.checkHealthy(t, "coder", "database", "caddy")
-		tokenless(t)
+		kept(t)
 		// The workspace's agent finds the server again.
 		w, ag = h.waitReady(ws, 3*time.Minute)
 	})
@@ -540,7 +541,7 @@ networks:
 		restore = strings.ReplaceAll(restore, "coder-YYYY-MM-DD.dump", filepath.Base(dumps[0]))
 		s.must(t, 8*time.Minute, asTyped(restore))
 		s.checkHealthy(t, "coder", "database", "caddy")
-		tokenless(t)
+		kept(t)
 		if _, err := h.api("/api/v2/users/later"); err == nil {
 			t.Errorf("the user made after the backup is there: the restore did not replace the database")
 		}
@@ -554,15 +555,7 @@ networks:
 			t.Errorf("the deleted workspace's container %s is still there", left)
 		}
 		s.must(t, 3*time.Minute, "scripts/compose.sh down --volumes")
-		if left := strings.TrimSpace(h.mustDocker(d, "ps", "-aq")); left != "" {
-			t.Errorf("containers left in the engine: %s", left)
-		}
-		if left := strings.TrimSpace(h.mustDocker(d, "volume", "ls", "-q")); left != "" {
-			t.Errorf("volumes left in the engine: %s", left)
-		}
-		if nets := strings.Fields(h.mustDocker(d, "network", "ls", "--format", "{{.Name}}")); len(nets) != 3 {
-			t.Errorf("networks in the engine: %v, want only bridge, host and none", nets)
-		}
+		h.checkEngineEmpty(t, d)
 		if _, err := net.InterfaceByName(stackBridge); err == nil {
 			t.Errorf("the stack's bridge %s is still on this host", stackBridge)
 		}

@@ -641,16 +641,23 @@ func TestDockerWorkspace(t *testing.T) {
 
 	step(t, "delete: the container and the volume are gone, nothing of the run is left in the engine", func(t *testing.T) {
 		h.deleteNow(ws)
-		if left := strings.TrimSpace(h.mustDocker(d, "ps", "-aq")); left != "" {
-			t.Errorf("containers left in the engine: %s", left)
-		}
-		if left := strings.TrimSpace(h.mustDocker(d, "volume", "ls", "-q")); left != "" {
-			t.Errorf("volumes left in the engine: %s", left)
-		}
-		if nets := strings.Fields(h.mustDocker(d, "network", "ls", "--format", "{{.Name}}")); len(nets) != 3 {
-			t.Errorf("networks in the engine: %v, want only bridge, host and none", nets)
-		}
+		h.checkEngineEmpty(t, d)
 	})
+}
+
+// checkEngineEmpty: no container, no volume and only the engine's own three
+// networks are left.
+func (h *harness) checkEngineEmpty(t *testing.T, d dockerRun) {
+	t.Helper()
+	if left := strings.TrimSpace(h.mustDocker(d, "ps", "-aq")); left != "" {
+		t.Errorf("containers left in the engine: %s", left)
+	}
+	if left := strings.TrimSpace(h.mustDocker(d, "volume", "ls", "-q")); left != "" {
+		t.Errorf("volumes left in the engine: %s", left)
+	}
+	if nets := strings.Fields(h.mustDocker(d, "network", "ls", "--format", "{{.Name}}")); len(nets) != 3 {
+		t.Errorf("networks in the engine: %v, want only bridge, host and none", nets)
+	}
 }
 
 // checkContainerSecret reads the secret file in the container: mode, owner

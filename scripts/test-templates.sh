@@ -16,8 +16,9 @@
 #      destroys nothing (and a copy without the `moved` block is caught);
 #   5. the shell scripts the templates run: shellcheck, and the egoagent start
 #      script and envbuilder init wrapper run against stand-in commands;
-#   6. the security checks both templates' tests share are the same text in
-#      each (and a copy that drifted alone is caught).
+#   6. the checks both templates' tests share (the token's, the stop grace,
+#      restart and network) are the same text in each (and a copy that
+#      drifted alone is caught).
 # OpenTofu and the providers come from scripts/tools.sh (built once, cached).
 set -euo pipefail
 
@@ -217,11 +218,11 @@ step_regressions() {
 	broken no_network egoengine-envbuilder "The container must join the network named by docker_network."
 }
 
-# Both templates' tests carry the same security checks, between the lines
-# "# BEGIN shared security checks" and "# END shared security checks", so that
+# Both templates' tests carry the same checks, between the lines
+# "# BEGIN shared checks" and "# END shared checks", so that
 # their messages (which the broken copies above expect) cannot drift apart.
-shared_begin='# BEGIN shared security checks'
-shared_end='# END shared security checks'
+shared_begin='# BEGIN shared checks'
+shared_end='# END shared checks'
 
 # shared_checks FILE: the shared block of one test file, markers included.
 shared_checks() {
@@ -246,12 +247,12 @@ step_shared_checks() {
 	local files=() name problem drifted=$work/drifted.tftest.hcl
 	for name in "${templates[@]}"; do files+=("$templates_dir/$name/tests/$name.tftest.hcl"); done
 	problem=$(shared_checks_differ "${files[@]}")
-	[[ -z $problem ]] || die "the shared security checks differ between the templates' tests; make them the same:"$'\n'"$problem"
+	[[ -z $problem ]] || die "the shared checks differ between the templates' tests; make them the same:"$'\n'"$problem"
 	# A copy whose message moved on alone must be caught.
 	cp "${files[1]}" "$drifted"
 	mutate "$drifted" 's/op_service_account_token must be a sensitive variable\./The token variable must be sensitive./'
-	[[ -n $(shared_checks_differ "${files[0]}" "$drifted") ]] || die "the drift check did not notice a copy of the shared security checks that drifted"
-	log "the shared security checks are the same in both templates' tests (and a drifted copy is caught)"
+	[[ -n $(shared_checks_differ "${files[0]}" "$drifted") ]] || die "the drift check did not notice a copy of the shared checks that drifted"
+	log "the shared checks are the same in both templates' tests (and a drifted copy is caught)"
 }
 
 # The home volume must survive a template update. Before the shared

@@ -153,8 +153,10 @@ func TestStartReturnsWithinItsDeadlineWhenTheSourceHangs(t *testing.T) {
 }
 
 // SIGTERM in the middle of a pass: the daemon (and with it the pass, which
-// runs in its process) is gone within 5 s, the installed file whole, the
-// caller answered.
+// runs in its process) ends, the installed file whole, the caller answered.
+// The daemon gives a stuck pass stopGrace (2 s); the test's bound is far
+// above it so that a loaded machine does not fail it: it catches a daemon
+// that never ends, not a slow one.
 func TestSIGTERMStopsCleanly(t *testing.T) {
 	w := newWorkspace(t, oneSecret)
 	w.put("op://v/api/token", "t1")
@@ -172,7 +174,7 @@ func TestSIGTERMStopsCleanly(t *testing.T) {
 	eventually(t, 5*time.Second, "pass running", func() bool { return passLockHeld(w.stateDir()) })
 
 	syscall.Kill(pid, syscall.SIGTERM)
-	eventually(t, 5*time.Second, "daemon gone", func() bool { return syscall.Kill(pid, 0) != nil })
+	eventually(t, 10*stopGrace, "daemon gone", func() bool { return syscall.Kill(pid, 0) != nil })
 	if refresh.Wait(); refresh.ProcessState.ExitCode() == 0 {
 		t.Fatal("refresh reported success for a pass the daemon never finished")
 	}

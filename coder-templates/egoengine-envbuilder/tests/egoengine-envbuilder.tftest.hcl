@@ -179,8 +179,9 @@ run "builder_gets_cache_settings" {
   }
 }
 
-# BEGIN shared security checks: the same text in both templates' tests;
-# scripts/test-templates.sh fails when the copies differ. Edit both at once.
+# BEGIN shared checks (the token; stop, engine restart, network): the same
+# text in both templates' tests; scripts/test-templates.sh fails when the
+# copies differ. Edit both at once.
 run "token_reaches_only_the_container_env" {
   command = apply
 
@@ -229,7 +230,40 @@ run "no_token_no_variable" {
     error_message = "An empty token must be left out of the environment, not set to an empty string."
   }
 }
-# END shared security checks
+run "stop_gives_the_agent_and_egoagent_time" {
+  command = apply
+
+  assert {
+    condition     = module.agent.visible_to_viewers.scripts.egoagent_stop.run_on_stop && strcontains(module.agent.visible_to_viewers.scripts.egoagent_stop.script, "kill -TERM")
+    error_message = "A stop script must end egoagent's daemon with SIGTERM when the agent stops."
+  }
+  assert {
+    condition     = coalesce(docker_container.workspace[0].destroy_grace_seconds, 0) > module.agent.visible_to_viewers.scripts.egoagent_stop.timeout + 5
+    error_message = "destroy_grace_seconds must leave the agent time to run its stop scripts: without it the provider SIGKILLs the container at once."
+  }
+  assert {
+    condition     = docker_container.workspace[0].stop_signal == "SIGTERM" && coalesce(docker_container.workspace[0].stop_timeout, 0) >= coalesce(docker_container.workspace[0].destroy_grace_seconds, 0)
+    error_message = "A stop by the engine itself must give the same grace (stop_signal SIGTERM, stop_timeout)."
+  }
+}
+
+run "engine_restart_brings_the_workspace_back" {
+  command = apply
+
+  assert {
+    condition     = docker_container.workspace[0].restart == "unless-stopped"
+    error_message = "The container must come back after an engine restart (restart = \"unless-stopped\")."
+  }
+}
+
+run "no_network_is_refused" {
+  command = plan
+  variables {
+    docker_network = "none"
+  }
+  expect_failures = [var.docker_network]
+}
+# END shared checks
 
 # The checks only this template needs: its parameters and envbuilder's init
 # script (the cached-image probe is checked in cache_repo_docker_config_and_cached_image).
@@ -335,26 +369,9 @@ run "custom_repository_needs_a_url" {
   expect_failures = [docker_container.workspace]
 }
 
-run "stop_gives_the_agent_and_egoagent_time" {
+run "engine_restart_does_not_rebuild" {
   command = apply
 
-  assert {
-    condition     = coalesce(docker_container.workspace[0].destroy_grace_seconds, 0) > module.agent.visible_to_viewers.scripts.egoagent_stop.timeout + 5
-    error_message = "destroy_grace_seconds must leave the agent time to run its stop scripts: without it the provider SIGKILLs the container at once."
-  }
-  assert {
-    condition     = docker_container.workspace[0].stop_signal == "SIGTERM" && coalesce(docker_container.workspace[0].stop_timeout, 0) >= coalesce(docker_container.workspace[0].destroy_grace_seconds, 0)
-    error_message = "A stop by the engine itself must give the same grace (stop_signal SIGTERM, stop_timeout)."
-  }
-}
-
-run "engine_restart_brings_the_workspace_back_without_a_rebuild" {
-  command = apply
-
-  assert {
-    condition     = docker_container.workspace[0].restart == "unless-stopped"
-    error_message = "The container must come back after an engine restart (restart = \"unless-stopped\")."
-  }
   assert {
     condition     = contains(nonsensitive(docker_container.workspace[0].env), "ENVBUILDER_SKIP_REBUILD=true")
     error_message = "A restarted container must not rebuild the devcontainer over itself (ENVBUILDER_SKIP_REBUILD=true)."
@@ -392,12 +409,4 @@ run "default_network_is_the_bridge" {
     condition     = docker_container.workspace[0].network_mode == "bridge"
     error_message = "docker_network defaults to the engine's bridge."
   }
-}
-
-run "no_network_is_refused" {
-  command = plan
-  variables {
-    docker_network = "none"
-  }
-  expect_failures = [var.docker_network]
 }

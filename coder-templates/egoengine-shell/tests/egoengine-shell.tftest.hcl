@@ -38,8 +38,9 @@ variables {
   op_service_account_token = "ops_TEST-SENTINEL-not-a-real-token"
 }
 
-# BEGIN shared security checks: the same text in both templates' tests;
-# scripts/test-templates.sh fails when the copies differ. Edit both at once.
+# BEGIN shared checks (the token; stop, engine restart, network): the same
+# text in both templates' tests; scripts/test-templates.sh fails when the
+# copies differ. Edit both at once.
 run "token_reaches_only_the_container_env" {
   command = apply
 
@@ -88,7 +89,40 @@ run "no_token_no_variable" {
     error_message = "An empty token must be left out of the environment, not set to an empty string."
   }
 }
-# END shared security checks
+run "stop_gives_the_agent_and_egoagent_time" {
+  command = apply
+
+  assert {
+    condition     = module.agent.visible_to_viewers.scripts.egoagent_stop.run_on_stop && strcontains(module.agent.visible_to_viewers.scripts.egoagent_stop.script, "kill -TERM")
+    error_message = "A stop script must end egoagent's daemon with SIGTERM when the agent stops."
+  }
+  assert {
+    condition     = coalesce(docker_container.workspace[0].destroy_grace_seconds, 0) > module.agent.visible_to_viewers.scripts.egoagent_stop.timeout + 5
+    error_message = "destroy_grace_seconds must leave the agent time to run its stop scripts: without it the provider SIGKILLs the container at once."
+  }
+  assert {
+    condition     = docker_container.workspace[0].stop_signal == "SIGTERM" && coalesce(docker_container.workspace[0].stop_timeout, 0) >= coalesce(docker_container.workspace[0].destroy_grace_seconds, 0)
+    error_message = "A stop by the engine itself must give the same grace (stop_signal SIGTERM, stop_timeout)."
+  }
+}
+
+run "engine_restart_brings_the_workspace_back" {
+  command = apply
+
+  assert {
+    condition     = docker_container.workspace[0].restart == "unless-stopped"
+    error_message = "The container must come back after an engine restart (restart = \"unless-stopped\")."
+  }
+}
+
+run "no_network_is_refused" {
+  command = plan
+  variables {
+    docker_network = "none"
+  }
+  expect_failures = [var.docker_network]
+}
+# END shared checks
 
 # The checks only this template needs: its entrypoint is the agent's script.
 run "token_stays_out_of_the_entrypoint" {
@@ -221,32 +255,6 @@ run "stopped_workspace_keeps_its_home" {
   }
 }
 
-run "stop_gives_the_agent_and_egoagent_time" {
-  command = apply
-
-  assert {
-    condition     = module.agent.visible_to_viewers.scripts.egoagent_stop.run_on_stop && strcontains(module.agent.visible_to_viewers.scripts.egoagent_stop.script, "kill -TERM")
-    error_message = "A stop script must end egoagent's daemon with SIGTERM when the agent stops."
-  }
-  assert {
-    condition     = coalesce(docker_container.workspace[0].destroy_grace_seconds, 0) > module.agent.visible_to_viewers.scripts.egoagent_stop.timeout + 5
-    error_message = "destroy_grace_seconds must leave the agent time to run its stop scripts: without it the provider SIGKILLs the container at once."
-  }
-  assert {
-    condition     = docker_container.workspace[0].stop_signal == "SIGTERM" && coalesce(docker_container.workspace[0].stop_timeout, 0) >= coalesce(docker_container.workspace[0].destroy_grace_seconds, 0)
-    error_message = "A stop by the engine itself must give the same grace (stop_signal SIGTERM, stop_timeout)."
-  }
-}
-
-run "engine_restart_brings_the_workspace_back" {
-  command = apply
-
-  assert {
-    condition     = docker_container.workspace[0].restart == "unless-stopped"
-    error_message = "The container must come back after an engine restart (restart = \"unless-stopped\")."
-  }
-}
-
 run "a_container_that_cannot_reach_coder_fails_the_build" {
   command = apply
 
@@ -258,12 +266,4 @@ run "a_container_that_cannot_reach_coder_fails_the_build" {
     condition     = docker_container.workspace[0].wait && jsonencode(one(docker_container.workspace[0].healthcheck).test) == jsonencode(["CMD", "curl", "-fsS", "-o", "/dev/null", "--max-time", "4", "http://host.docker.internal:3000/healthz"])
     error_message = "The build must wait for a healthcheck that reaches Coder's /healthz from inside the container."
   }
-}
-
-run "no_network_is_refused" {
-  command = plan
-  variables {
-    docker_network = "none"
-  }
-  expect_failures = [var.docker_network]
 }
