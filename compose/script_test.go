@@ -275,6 +275,17 @@ func TestScriptRefusesMalformedSettings(t *testing.T) {
 }
 
 // The same settings, well formed, pass to docker compose without a word.
+// Values from .env are quoted in the messages: a control character in one
+// (here an escape sequence that would turn the terminal red, and a carriage
+// return that would hide what came before it) reaches the terminal as ?.
+func TestScriptMessagesShowNoControlCharacters(t *testing.T) {
+	f := newFixture(t)
+	stderr := refusedUp(t, filledEnv(f)+"CADDY_TLS=\x1b[31mred\rx\n", []string{"CADDY_TLS=?[31mred?x: use acme"})
+	if strings.ContainsAny(stderr, "\x1b\r") {
+		t.Errorf("a control character from .env reached the message: %q", stderr)
+	}
+}
+
 func TestScriptAcceptsSettings(t *testing.T) {
 	f := newFixture(t)
 	// A real socket with the fixture's group, as a rootless Docker's would be;

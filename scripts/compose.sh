@@ -17,11 +17,18 @@ root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 dir="$root/compose"
 env_file="$dir/.env"
 
+# Messages quote values from .env and the shell: control characters in them
+# (an escape sequence, a carriage return) are shown as ? rather than sent to
+# the terminal.
 fail() {
-	printf 'compose: %s\n' "$@" >&2
+	local m
+	for m in "$@"; do printf 'compose: %s\n' "${m//[[:cntrl:]]/?}"; done >&2
 	exit 2
 }
-warn() { printf 'compose: warning: %s\n' "$*" >&2; }
+warn() {
+	local m="$*"
+	printf 'compose: warning: %s\n' "${m//[[:cntrl:]]/?}" >&2
+}
 
 if (($# == 0)); then
 	fail "usage: scripts/compose.sh up | down | <docker compose command> [args...]"

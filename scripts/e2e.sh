@@ -218,6 +218,31 @@ main() {
 	pgbin=$(find /usr/lib/postgresql -maxdepth 3 -path '*/bin/pg_ctl' 2>/dev/null | head -n1 || true)
 	[[ -n ${E2E_PG_BINDIR:-$pgbin} ]] || die "no PostgreSQL server under /usr/lib/postgresql: install postgresql (scripts/deps.sh)"
 
+	# Which Docker tests run decides what is built and whether an engine starts.
+	local filter=${E2E_RUN:-.} want_workspace=0 want_stack=0 compose="" caddy=""
+	if [[ TestDockerWorkspace =~ $filter ]]; then want_workspace=1; fi
+	if [[ TestComposeStack =~ $filter ]]; then want_stack=1; fi
+	# The engine and debootstrap need root: through sudo -n when this is not
+	# root (CI runners), the engine's socket then given to this user's group.
+	as_root=()
+	((EUID == 0)) || as_root=(sudo -n env "EE_DOCKER_GROUP=$(id -g)" "EGOENGINE_CACHE=$cache")
+	# On a cold machine the stand-ins' root filesystem (debootstrap, mostly
+	# waiting on downloads) and Docker Compose (its modules' downloads, then
+	# its build) are made beside Coder's build rather than after it, so that
+	# their waits overlap it. Both are cached: later runs find them at once.
+	local bg rootfs_pid="" compose_pid=""
+	bg=$(mktemp -d "${TMPDIR:-/tmp}/egoengine-e2e-bg.XXXXXX")
+	trap 'kill $rootfs_pid $compose_pid 2>/dev/null; rm -rf "$bg"' EXIT
+	if ((want_workspace || want_stack)); then
+		# debootstrap chroots: made as root (once).
+		"${as_root[@]}" "$root/scripts/standin-image.sh" rootfs >/dev/null &
+		rootfs_pid=$!
+	fi
+	if ((want_stack)); then
+		build_compose >"$bg/compose" &
+		compose_pid=$!
+	fi
+
 	coder=$(build_coder)
 	log "coder:    $coder ($("$coder" --version 2>/dev/null | head -n1))"
 	tools=$("$root/scripts/tools.sh")
@@ -236,18 +261,22 @@ main() {
 	t2=$(date +%s)
 	ophelper=$(build_op_helper)
 	log "helper:   $ophelper (tag egoagent_optest, $(($(date +%s) - t2))s)"
-	# Which Docker tests run decides what is built and whether an engine starts.
-	local filter=${E2E_RUN:-.} want_workspace=0 want_stack=0 compose="" caddy=""
-	if [[ TestDockerWorkspace =~ $filter ]]; then want_workspace=1; fi
-	if [[ TestComposeStack =~ $filter ]]; then want_stack=1; fi
 	if ((want_stack)); then
 		t2=$(date +%s)
-		compose=$(build_compose)
-		log "compose:  $compose ($("$compose" version 2>/dev/null), $(($(date +%s) - t2))s)"
+		wait "$compose_pid" || die "Docker Compose was not built (scripts/e2e.sh build-compose shows why)"
+		compose=$(<"$bg/compose")
+		log "compose:  $compose ($("$compose" version 2>/dev/null), waited $(($(date +%s) - t2))s)"
 		t2=$(date +%s)
 		caddy=$(caddy_binary)
 		log "caddy:    $caddy ($(($(date +%s) - t2))s)"
 	fi
+	if [[ -n $rootfs_pid ]]; then
+		t2=$(date +%s)
+		wait "$rootfs_pid" || die "no stand-in root filesystem (scripts/standin-image.sh rootfs)"
+		log "rootfs:   ready (waited $(($(date +%s) - t2))s)"
+	fi
+	rootfs_pid="" compose_pid=""
+	rm -rf "$bg"
 	log "tools ready after $(($(date +%s) - t0))s"
 
 	run_id=$(od -An -N12 -tx1 /dev/urandom | tr -d ' \n')
@@ -264,10 +293,6 @@ main() {
 		local t3 image stack stack_coder stack_postgres stack_caddy plugin henv DOCKER_HOST DOCKER_CONFIG EE_DOCKER_BRIDGE EE_DOCKER_GATEWAY
 		t3=$(date +%s)
 		docker_dir=$run_dir/d
-		# The engine needs root: through sudo -n when this is not root (CI
-		# runners), the socket then given to this user's group.
-		as_root=()
-		((EUID == 0)) || as_root=(sudo -n env "EE_DOCKER_GROUP=$(id -g)" "EGOENGINE_CACHE=$cache")
 		henv=$("${as_root[@]}" "$root/scripts/docker-harness.sh" start "$docker_dir") || die "the Docker harness did not start (scripts/docker-harness.sh; as root or with passwordless sudo)"
 		DOCKER_HOST=$(sed -n 's/^DOCKER_HOST=//p' <<<"$henv")
 		DOCKER_CONFIG=$(sed -n 's/^DOCKER_CONFIG=//p' <<<"$henv")
@@ -277,9 +302,6 @@ main() {
 		docker_env=(E2E_DOCKER_DIR="$docker_dir" E2E_DOCKER_HOST="$DOCKER_HOST" E2E_DOCKER_CONFIG="$DOCKER_CONFIG" E2E_DOCKER_BRIDGE="$EE_DOCKER_BRIDGE"
 			E2E_DOCKER_GATEWAY="$EE_DOCKER_GATEWAY")
 		t3=$(date +%s)
-		# debootstrap chroots: the root filesystem (the base of every
-		# stand-in image) is made as root (once).
-		"${as_root[@]}" "$root/scripts/standin-image.sh" rootfs >/dev/null || die "no stand-in root filesystem (scripts/standin-image.sh rootfs)"
 		# Both Docker tests start workspaces from the workspace stand-in.
 		image=$(DOCKER_HOST=$DOCKER_HOST DOCKER_CONFIG=$DOCKER_CONFIG "$root/scripts/standin-image.sh" build "standin-${run_id:0:8}" \
 			--egoagent "$egoagent" --egoagent-op "$ophelper")
