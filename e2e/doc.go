@@ -7,7 +7,10 @@
 // the test on loopback. TestDockerWorkspace runs the real
 // coder-templates/egoengine-shell on a Docker Engine of the run's own
 // (scripts/docker-harness.sh) with the stand-in image of
-// scripts/standin-image.sh.
+// scripts/standin-image.sh; TestEnvbuilderWorkspace runs
+// coder-templates/egoengine-envbuilder there, with the real envbuilder
+// building a devcontainer from a Git repository and a registry both served
+// by the test; TestComposeStack runs compose/ on that engine.
 //
 // It is a module of its own so that its needs stay out of egoagent's
 // go.mod; it requires the repository's module (replaced by ../) for that

@@ -70,6 +70,21 @@ func (h *harness) docker(d dockerRun, stdin string, timeout time.Duration, args 
 	return out.String(), nil
 }
 
+// containerLogs is what the container wrote, stdout and stderr both
+// (docker logs keeps them apart: the CLI prints the container's stderr on
+// its own).
+func (h *harness) containerLogs(d dockerRun, c string) (string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "docker", "logs", c)
+	cmd.Env = h.childEnv("DOCKER_HOST="+d.host, "DOCKER_CONFIG="+d.config)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return "", fmt.Errorf("docker logs %s: %w: %s", c, err, tail(string(out), 500))
+	}
+	return string(out), nil
+}
+
 func (h *harness) mustDocker(d dockerRun, args ...string) string {
 	h.t.Helper()
 	out, err := h.docker(d, "", 2*time.Minute, args...)
@@ -152,17 +167,24 @@ ENV EGOAGENT_OPTEST_ADDR=%s EGOAGENT_OPTEST_CERT=/etc/egoengine/optest.pem
 var registryModule = regexp.MustCompile(`(?m)^(\s*)source\s*=\s*"registry\.coder\.com/coder/([a-z-]+)/coder"\n\s*version\s*=\s*"[^"]*"\n`)
 
 // stageShell assembles the real egoengine-shell as scripts/push-templates.sh
-// uploads it, with one change Coder's provisioner needs here: the two IDE
-// modules from registry.coder.com (unreachable) become their local
-// stand-ins of coder-templates/testdata, as in make test-templates. edit,
-// if given, rewrites main.tf (the update test's variants).
+// uploads it (see stageTemplate). edit, if given, rewrites main.tf (the
+// update test's variants).
 func (h *harness) stageShell(name string, edit func(string) string) string {
+	return h.stageTemplate("egoengine-shell", name, edit)
+}
+
+// stageTemplate assembles the real template tmpl as
+// scripts/push-templates.sh uploads it, with one change Coder's
+// provisioner needs here: the two IDE modules from registry.coder.com
+// (unreachable) become their local stand-ins of coder-templates/testdata,
+// as in make test-templates. edit, if given, rewrites main.tf.
+func (h *harness) stageTemplate(tmpl, name string, edit func(string) string) string {
 	t := h.t
 	parent := filepath.Join(h.runDir, "stage-"+name)
-	if _, err := h.run(time.Minute, h.childEnv(), filepath.Join(h.repo, "scripts", "push-templates.sh"), "--stage", parent, "egoengine-shell"); err != nil {
+	if _, err := h.run(time.Minute, h.childEnv(), filepath.Join(h.repo, "scripts", "push-templates.sh"), "--stage", parent, tmpl); err != nil {
 		t.Fatal(err)
 	}
-	dir := filepath.Join(parent, "egoengine-shell")
+	dir := filepath.Join(parent, tmpl)
 	h.swapIDEModules(filepath.Join(dir, "modules", "egoengine-ides"))
 	if edit != nil {
 		main := filepath.Join(dir, "main.tf")
@@ -201,12 +223,19 @@ func (h *harness) swapIDEModules(ides string) {
 }
 
 func (h *harness) pushShell(d dockerRun, name, dir, tag string) {
+	h.pushStaged(name, dir, "image_tag="+tag, "docker_socket="+d.host)
+}
+
+// pushStaged pushes the staged template in dir as name, with the
+// variables given as name=value.
+func (h *harness) pushStaged(name, dir string, vars ...string) {
 	t := h.t
 	start := time.Now()
-	if _, err := h.coder(5*time.Minute, "templates", "push", name, "--directory", dir, "--yes", "--ignore-lockfile",
-		"--message", "e2e docker run "+h.runID,
-		"--variable", "image_tag="+tag,
-		"--variable", "docker_socket="+d.host); err != nil {
+	args := []string{"templates", "push", name, "--directory", dir, "--yes", "--ignore-lockfile", "--message", "e2e docker run " + h.runID}
+	for _, v := range vars {
+		args = append(args, "--variable", v)
+	}
+	if _, err := h.coder(5*time.Minute, args...); err != nil {
 		t.Fatalf("%v\nserver log:\n%s", err, readTail(h.serverLog))
 	}
 	t.Logf("template %s pushed in %s", name, time.Since(start).Round(time.Millisecond))
@@ -476,56 +505,7 @@ func TestDockerWorkspace(t *testing.T) {
 	})
 
 	step(t, "an engine restart brings the running workspace back (restart unless-stopped), its daemon stopped cleanly", func(t *testing.T) {
-		const logPath = "~/.local/state/egoagent/egoagent.log"
-		stops := func() int {
-			out, err := h.inWorkspace(d, c, "cat "+logPath)
-			if err != nil {
-				t.Fatal(err)
-			}
-			return strings.Count(out, `"stopping"`)
-		}
-		before := stops()
-		started := strings.TrimSpace(h.mustDocker(d, "inspect", "-f", "{{.State.StartedAt}}", c))
-		t0 := time.Now()
-		if _, err := h.runAsRoot(3*time.Minute, filepath.Join(h.repo, "scripts", "docker-harness.sh"), "restart", d.dir); err != nil {
-			t.Fatal(err)
-		}
-		t.Logf("engine stopped and started again in %s", time.Since(t0).Round(time.Millisecond))
-		// The same container, started again by the engine.
-		deadline := time.Now().Add(2 * time.Minute)
-		for {
-			st, _ := h.docker(d, "", time.Minute, "inspect", "-f", "{{.State.Running}} {{.State.StartedAt}}", c)
-			if f := strings.Fields(st); len(f) == 2 && f[0] == "true" && f[1] != started {
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("the container did not come back after the engine restart: %q (started %s before)", st, started)
-			}
-			time.Sleep(time.Second)
-		}
-		// The agent reconnects (coder ssh goes through it) and its start
-		// script starts egoagent again: one daemon.
-		deadline = time.Now().Add(3 * time.Minute)
-		for {
-			out, err := h.coder(time.Minute, "ssh", ws, "--", "egoagent", "status", "--json")
-			var st struct {
-				Daemon struct {
-					Running bool `json:"running"`
-				} `json:"daemon"`
-			}
-			if err == nil && json.Unmarshal([]byte(out), &st) == nil && st.Daemon.Running && len(h.egoagentDaemons(d, c)) == 1 {
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("after the engine restart the workspace is not back: %v: %s; daemons %q", err, tail(out, 500), h.egoagentDaemons(d, c))
-			}
-			time.Sleep(2 * time.Second)
-		}
-		w, ag = h.waitReady(ws, 3*time.Minute)
-		t.Logf("workspace back %s after the engine restart began", time.Since(t0).Round(time.Millisecond))
-		if after := stops(); after != before+1 {
-			t.Errorf("egoagent's log shows %d clean stops after the engine stopped the container, want %d", after, before+1)
-		}
+		w, ag = h.checkEngineRestart(t, d, ws, c)
 		h.checkContainerSecret(t, d, c, secretPath, secretV2)
 	})
 
@@ -645,6 +625,73 @@ func TestDockerWorkspace(t *testing.T) {
 	})
 }
 
+// checkEngineRestart restarts the run's dockerd with the workspace ws
+// running in container c: the engine stops it with its grace (egoagent's
+// daemon logs one more clean stop) and starts the same container again,
+// whose agent reconnects and starts one egoagent daemon again. It returns
+// the workspace and agent once ready.
+func (h *harness) checkEngineRestart(t *testing.T, d dockerRun, ws, c string) (workspace, agent) {
+	t.Helper()
+	const logPath = "~/.local/state/egoagent/egoagent.log"
+	stops := func() int {
+		out, err := h.inWorkspace(d, c, "cat "+logPath)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return strings.Count(out, `"stopping"`)
+	}
+	before := stops()
+	started := strings.TrimSpace(h.mustDocker(d, "inspect", "-f", "{{.State.StartedAt}}", c))
+	t0 := time.Now()
+	if _, err := h.runAsRoot(3*time.Minute, filepath.Join(h.repo, "scripts", "docker-harness.sh"), "restart", d.dir); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("engine stopped and started again in %s", time.Since(t0).Round(time.Millisecond))
+	// The same container, started again by the engine.
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		st, _ := h.docker(d, "", time.Minute, "inspect", "-f", "{{.State.Running}} {{.State.StartedAt}}", c)
+		if f := strings.Fields(st); len(f) == 2 && f[0] == "true" && f[1] != started {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the container did not come back after the engine restart: %q (started %s before)", st, started)
+		}
+		time.Sleep(time.Second)
+	}
+	// The agent reconnects (coder ssh goes through it) and its start
+	// script starts egoagent again: one daemon.
+	deadline = time.Now().Add(3 * time.Minute)
+	for {
+		out, err := h.coder(time.Minute, "ssh", ws, "--", "egoagent", "status", "--json")
+		var st struct {
+			Daemon struct {
+				Running bool `json:"running"`
+			} `json:"daemon"`
+		}
+		if err == nil && json.Unmarshal([]byte(out), &st) == nil && st.Daemon.Running && len(h.egoagentDaemons(d, c)) == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			logs, _ := h.containerLogs(d, c)
+			logs = agentLines.ReplaceAllString(logs, "") // the agent's own, many and long
+			_ = os.WriteFile(filepath.Join(h.runDir, "container-"+c[:12]+".log"), []byte(h.masked(logs)), 0o600)
+			elog, _ := h.inWorkspace(d, c, "cat "+logPath)
+			t.Fatalf("after the engine restart the workspace is not back: %v: %s; daemons %q; the container's output ends:\n%s\negoagent's log ends:\n%s", err, tail(out, 500), h.egoagentDaemons(d, c), h.masked(tail(logs, 4000)), h.masked(tail(elog, 3000)))
+		}
+		time.Sleep(2 * time.Second)
+	}
+	w, ag := h.waitReady(ws, 3*time.Minute)
+	t.Logf("workspace back %s after the engine restart began", time.Since(t0).Round(time.Millisecond))
+	if after := stops(); after != before+1 {
+		t.Errorf("egoagent's log shows %d clean stops after the engine stopped the container, want %d", after, before+1)
+	}
+	return w, ag
+}
+
+// agentLines are the Coder agent's log lines in a container's output.
+var agentLines = regexp.MustCompile(`(?m)^\d{4}-\d\d-\d\d [\d:.]+ \[(debu|info|warn|erro)\].*\n(\s+.*\n)*`)
+
 // checkEngineEmpty: no container, no volume and only the engine's own three
 // networks are left.
 func (h *harness) checkEngineEmpty(t *testing.T, d dockerRun) {
@@ -733,7 +780,7 @@ func (h *harness) checkDockerToken(t *testing.T, d dockerRun, ws, c string) {
 	if got := grep(); got != "" {
 		t.Errorf("files in the container hold the token: %s", got)
 	}
-	if logs, err := h.docker(d, "", time.Minute, "logs", c); err != nil {
+	if logs, err := h.containerLogs(d, c); err != nil {
 		t.Error(err)
 	} else if where, found := leakIn("docker logs", []byte(logs), h.tokenSecrets...); found {
 		t.Errorf("token leaked: %s", where)

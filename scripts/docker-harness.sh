@@ -166,7 +166,10 @@ EOF
 	# New networks take /24s of the run's /16, not Docker's defaults
 	# (172.17-31.x, 192.168.x), which a Docker of the machine or its LAN may
 	# use; dockerd still skips a /24 some route covers.
-	printf '{"default-address-pools": [{"base": "%s", "size": 24}]}\n' "$pool" >"$dir/daemon.json"
+	# A registry a test runs on the run's bridge (the envbuilder cache)
+	# speaks plain HTTP: the engine may pull from and push to it there, and
+	# only there.
+	printf '{"default-address-pools": [{"base": "%s", "size": 24}], "insecure-registries": ["%s"]}\n' "$pool" "$pool" >"$dir/daemon.json"
 	# The socket's group: root's, or the caller's when it ran this through
 	# sudo (EE_DOCKER_GROUP, a gid), so that the tests and Coder reach the
 	# engine without root.

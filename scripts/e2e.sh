@@ -23,12 +23,17 @@
 # (scripts/docker-harness.sh: own containerd, dockerd, bridges; nothing
 # forwarded off the machine) and builds stand-in images in it
 # (scripts/standin-image.sh, the Debian root filesystem cached once): the
-# workspace image for TestDockerWorkspace; for TestComposeStack the images
-# of compose/compose.yaml (Coder, PostgreSQL, Caddy), with
+# workspace image for TestDockerWorkspace and TestEnvbuilderWorkspace; for
+# TestComposeStack the images of compose/compose.yaml (Coder, PostgreSQL,
+# Caddy), with
 #   compose-<version>/docker-compose  Docker Compose v2, from the Go module
 #                           proxy (3 to 9 minutes, once), the engine's CLI
 #                           plugin ($DOCKER_CONFIG/cli-plugins)
 #   caddy-<version>/caddy   the Caddy compose.yaml pins (lib.sh caddy_binary)
+# and for TestEnvbuilderWorkspace
+#   envbuilder-<version>/envbuilder  envbuilder, from the Go module proxy
+#                           (about 8 minutes, once), of which the test makes
+#                           the builder image
 # The engine and all it holds go at the end, whatever happened.
 #
 # Every process the run starts carries EGOENGINE_E2E_RUN=<run id> in its
@@ -38,7 +43,8 @@
 # E2E_KEEP=1 keeps the run's folder; E2E_EGOAGENT=PATH tests that egoagent
 # binary instead of building bin/egoagent (the helper is still built here);
 # E2E_RUN=REGEXP runs only the matching tests (go test -run), and a run
-# without TestDockerWorkspace and TestComposeStack starts no engine.
+# without TestDockerWorkspace, TestComposeStack and TestEnvbuilderWorkspace
+# starts no engine.
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -47,6 +53,8 @@ root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 # v2.27.0 does not build from this proxy (one of its modules is not served).
 CODER_VERSION=v2.26.0
 COMPOSE_VERSION=v2.40.3
+# The release egoengine-envbuilder's envbuilder_image pins.
+ENVBUILDER_VERSION=v1.3.0
 
 # build_coder: prints the path of a coder binary of CODER_VERSION, building
 # it from the Go module proxy the first time. Without the `embed` build tag:
@@ -108,6 +116,39 @@ build_compose() {
 	rm -rf "$src"
 	((rc == 0)) || { rm -f "$out.partial.$$"; die "could not build Docker Compose $COMPOSE_VERSION"; }
 	mv -f "$out.partial.$$" "$out"
+	printf '%s\n' "$out"
+}
+
+# build_envbuilder: prints the path of an envbuilder binary of
+# ENVBUILDER_VERSION, the one egoengine-envbuilder's default image pins,
+# built from the Go module proxy the first time (about 8 minutes on two
+# cores) as upstream's image has it: static, with the release in
+# buildinfo. TestEnvbuilderWorkspace makes the builder image from it
+# (ghcr.io/coder/envbuilder cannot be pulled here).
+build_envbuilder() {
+	local out=$cache/envbuilder-$ENVBUILDER_VERSION/envbuilder src dir rc=0
+	if [[ -x $out && $(cat "$out.version" 2>/dev/null) == "$ENVBUILDER_VERSION" ]]; then
+		printf '%s\n' "$out"
+		return
+	fi
+	command -v go >/dev/null || die "go is not on PATH; install Go (scripts/deps.sh says which)"
+	mkdir -p "$cache"
+	dir=$(go_module_dir "github.com/coder/envbuilder@$ENVBUILDER_VERSION")
+	# Its go.mod replaces kaniko and tailscale with Coder's forks and
+	# excludes a netlink release tailscale does not build with; `go install`
+	# would ignore both: build in a writable copy (not kept).
+	src=$(mktemp -d "${TMPDIR:-/tmp}/egoengine-envbuilder-src.XXXXXX")
+	cp -R "$dir/." "$src"
+	chmod -R u+w "$src"
+	log "building envbuilder $ENVBUILDER_VERSION (slow the first time: about 8 minutes on two cores)"
+	mkdir -p "$(dirname "$out")"
+	(cd "$src" && CGO_ENABLED=0 go build -trimpath \
+		-ldflags="-s -w -X github.com/coder/envbuilder/buildinfo.tag=${ENVBUILDER_VERSION#v}" \
+		-o "$out.partial.$$" ./cmd/envbuilder) >&2 || rc=$?
+	rm -rf "$src"
+	((rc == 0)) || { rm -f "$out.partial.$$"; die "could not build envbuilder $ENVBUILDER_VERSION"; }
+	mv -f "$out.partial.$$" "$out"
+	printf '%s\n' "$ENVBUILDER_VERSION" >"$out.version"
 	printf '%s\n' "$out"
 }
 
@@ -205,8 +246,9 @@ main() {
 	case ${1:-} in
 	build-coder) build_coder; return ;;
 	build-compose) build_compose; return ;;
+	build-envbuilder) build_envbuilder; return ;;
 	esac
-	(($# == 0)) || die "unknown argument '$1'; usage: scripts/e2e.sh [build-coder | build-compose]"
+	(($# == 0)) || die "unknown argument '$1'; usage: scripts/e2e.sh [build-coder | build-compose | build-envbuilder]"
 
 	local t0 coder tools tofu tfrc pgbin
 	t0=$(date +%s)
@@ -219,9 +261,10 @@ main() {
 	[[ -n ${E2E_PG_BINDIR:-$pgbin} ]] || die "no PostgreSQL server under /usr/lib/postgresql: install postgresql (scripts/deps.sh)"
 
 	# Which Docker tests run decides what is built and whether an engine starts.
-	local filter=${E2E_RUN:-.} want_workspace=0 want_stack=0 compose="" caddy=""
+	local filter=${E2E_RUN:-.} want_workspace=0 want_stack=0 want_envbuilder=0 compose="" caddy="" envbuilder=""
 	if [[ TestDockerWorkspace =~ $filter ]]; then want_workspace=1; fi
 	if [[ TestComposeStack =~ $filter ]]; then want_stack=1; fi
+	if [[ TestEnvbuilderWorkspace =~ $filter ]]; then want_envbuilder=1; fi
 	# The engine and debootstrap need root: through sudo -n when this is not
 	# root (CI runners), the engine's socket then given to this user's group.
 	as_root=()
@@ -230,10 +273,10 @@ main() {
 	# waiting on downloads) and Docker Compose (its modules' downloads, then
 	# its build) are made beside Coder's build rather than after it, so that
 	# their waits overlap it. Both are cached: later runs find them at once.
-	local bg rootfs_pid="" compose_pid=""
+	local bg rootfs_pid="" compose_pid="" envbuilder_pid=""
 	bg=$(mktemp -d "${TMPDIR:-/tmp}/egoengine-e2e-bg.XXXXXX")
-	trap 'kill $rootfs_pid $compose_pid 2>/dev/null; rm -rf "$bg"' EXIT
-	if ((want_workspace || want_stack)); then
+	trap 'kill $rootfs_pid $compose_pid $envbuilder_pid 2>/dev/null; rm -rf "$bg"' EXIT
+	if ((want_workspace || want_stack || want_envbuilder)); then
 		# debootstrap chroots: made as root (once).
 		"${as_root[@]}" "$root/scripts/standin-image.sh" rootfs >/dev/null &
 		rootfs_pid=$!
@@ -241,6 +284,10 @@ main() {
 	if ((want_stack)); then
 		build_compose >"$bg/compose" &
 		compose_pid=$!
+	fi
+	if ((want_envbuilder)); then
+		build_envbuilder >"$bg/envbuilder" &
+		envbuilder_pid=$!
 	fi
 
 	coder=$(build_coder)
@@ -270,12 +317,18 @@ main() {
 		caddy=$(caddy_binary)
 		log "caddy:    $caddy ($(($(date +%s) - t2))s)"
 	fi
+	if ((want_envbuilder)); then
+		t2=$(date +%s)
+		wait "$envbuilder_pid" || die "envbuilder was not built (scripts/e2e.sh build-envbuilder shows why)"
+		envbuilder=$(<"$bg/envbuilder")
+		log "envbuilder: $envbuilder (waited $(($(date +%s) - t2))s)"
+	fi
 	if [[ -n $rootfs_pid ]]; then
 		t2=$(date +%s)
 		wait "$rootfs_pid" || die "no stand-in root filesystem (scripts/standin-image.sh rootfs)"
 		log "rootfs:   ready (waited $(($(date +%s) - t2))s)"
 	fi
-	rootfs_pid="" compose_pid=""
+	rootfs_pid="" compose_pid="" envbuilder_pid=""
 	rm -rf "$bg"
 	log "tools ready after $(($(date +%s) - t0))s"
 
@@ -289,7 +342,7 @@ main() {
 	chmod 755 "$run_dir"
 
 	local docker_env=()
-	if ((want_workspace || want_stack)); then
+	if ((want_workspace || want_stack || want_envbuilder)); then
 		local t3 image stack stack_coder stack_postgres stack_caddy plugin henv DOCKER_HOST DOCKER_CONFIG EE_DOCKER_BRIDGE EE_DOCKER_GATEWAY
 		t3=$(date +%s)
 		docker_dir=$run_dir/d
@@ -307,6 +360,7 @@ main() {
 			--egoagent "$egoagent" --egoagent-op "$ophelper")
 		log "image:    $image built in $(($(date +%s) - t3))s"
 		docker_env+=(E2E_DOCKER_IMAGE="$image")
+		[[ -z $envbuilder ]] || docker_env+=(E2E_ENVBUILDER="$envbuilder" E2E_ENVBUILDER_VERSION="$ENVBUILDER_VERSION")
 		if ((want_stack)); then
 			# `docker compose` with the run's DOCKER_CONFIG finds the plugin
 			# there. The harness made the folder as root: copied as root.

@@ -8,16 +8,17 @@
 #      script, into a parameter; the variable no longer sensitive; the image
 #      unpinned; ENVBUILDER_WORKDIR for ENVBUILDER_WORKSPACE_FOLDER; either
 #      template without its stop grace or restart policy; the shell template
-#      without its healthcheck wait; the envbuilder template rebuilding on a
-#      restart or ignoring docker_network) must each
+#      without its healthcheck wait; the envbuilder template restarting a
+#      builder container, never restarting a cached one, or ignoring
+#      docker_network) must each
 #      make `tofu test` fail, with the message of the check that catches it;
 #   4. the home volume survives a template update: a plan against a state
 #      holding it at its address before the shared module moves it and
 #      destroys nothing (and a copy without the `moved` block is caught);
 #   5. the shell scripts the templates run: shellcheck, and the egoagent start
 #      script and envbuilder init wrapper run against stand-in commands;
-#   6. the checks both templates' tests share (the token's, the stop grace,
-#      restart and network) are the same text in each (and a copy that
+#   6. the checks both templates' tests share (the token's, the stop grace
+#      and network) are the same text in each (and a copy that
 #      drifted alone is caught).
 # OpenTofu and the providers come from scripts/tools.sh (built once, cached).
 set -euo pipefail
@@ -187,8 +188,11 @@ break_no_restart() {
 break_no_wait() {
 	mutate "$1/main.tf" 's/^  wait *= *true/  wait         = false/'
 }
-break_rebuild() {
-	mutate "$1/main.tf" '/^    ENVBUILDER_SKIP_REBUILD *= *"true"/d'
+break_always_restart() {
+	mutate "$1/main.tf" 's/^  restart *= *local.runs_cached_image .*/  restart = "unless-stopped"/'
+}
+break_never_restart() {
+	mutate "$1/main.tf" 's/^  restart *= *local.runs_cached_image .*/  restart = "no"/'
 }
 break_no_network() {
 	mutate "$1/main.tf" '/^  network_mode *= *var.docker_network/d'
@@ -213,8 +217,8 @@ step_regressions() {
 	broken unpinned egoengine-envbuilder "fallback_image must default to the egoengine image at image_tag."
 	broken workdir egoengine-envbuilder "lacks part of its configuration"
 	broken no_grace egoengine-envbuilder "destroy_grace_seconds must leave the agent time to run its stop scripts"
-	broken no_restart egoengine-envbuilder "The container must come back after an engine restart"
-	broken rebuild egoengine-envbuilder "A restarted container must not rebuild the devcontainer over itself"
+	broken never_restart egoengine-envbuilder "A container of the cached image must come back after an engine restart"
+	broken always_restart egoengine-envbuilder "A container that builds the devcontainer must not be restarted by the engine"
 	broken no_network egoengine-envbuilder "The container must join the network named by docker_network."
 }
 

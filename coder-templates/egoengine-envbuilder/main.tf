@@ -147,6 +147,9 @@ locals {
   home            = module.container.home
   egoengine_image = "ghcr.io/veraticus/nix-config/egoengine:${var.image_tag}"
   cache_enabled   = var.cache_repo != ""
+  # The cache had this devcontainer: the container runs the built image, not
+  # the builder.
+  runs_cached_image = local.cache_enabled && try(envbuilder_cached_image.cached[0].exists, false)
 
   repo_url  = data.coder_parameter.repo.value == "custom" ? trimspace(data.coder_parameter.custom_repo_url.value) : data.coder_parameter.repo.value
   repo_name = try(regex("([^/:]+?)(?:\\.git)?/*$", local.repo_url)[0], "project")
@@ -162,10 +165,6 @@ locals {
     CODER_AGENT_TOKEN       = module.agent.token
     CODER_AGENT_URL         = module.container.coder_url
     ENVBUILDER_INIT_COMMAND = "/bin/sh"
-    # After an engine restart (restart = "unless-stopped" below) the same
-    # container starts envbuilder again: the devcontainer it built is still
-    # its filesystem, so envbuilder goes straight to the init script.
-    ENVBUILDER_SKIP_REBUILD = "true"
     ENVBUILDER_INIT_SCRIPT = templatefile("${path.module}/init-as-user.sh.tftpl", {
       user        = local.user
       home        = local.home
@@ -264,10 +263,15 @@ resource "docker_container" "workspace" {
   destroy_grace_seconds = 60
   stop_signal           = "SIGTERM"
   stop_timeout          = 60
-  # After the engine restarts, the workspace Coder still shows as running
-  # comes back (see ENVBUILDER_SKIP_REBUILD). A container stopped by Coder
-  # (the resource destroyed) is never brought back.
-  restart = "unless-stopped"
+  # After the engine restarts, a workspace Coder still shows as running comes
+  # back, but only when it runs the cached image: Docker gives it that image's
+  # environment (PATH and the rest). A container that built the devcontainer
+  # in place has the builder image's environment; started again, envbuilder
+  # finds the image it built and skips to the init script without the
+  # devcontainer's environment (seen on a real engine, docs/e2e.md). It stays
+  # stopped instead, and the next start of the workspace uses the cache. A
+  # container stopped by Coder (the resource destroyed) never comes back.
+  restart = local.runs_cached_image ? "unless-stopped" : "no"
   # No healthcheck, unlike egoengine-shell: the container first builds the
   # devcontainer, which may take any time, and neither the builder image
   # nor every devcontainer has curl.

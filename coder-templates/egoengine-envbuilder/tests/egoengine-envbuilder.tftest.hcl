@@ -179,7 +179,7 @@ run "builder_gets_cache_settings" {
   }
 }
 
-# BEGIN shared checks (the token; stop, engine restart, network): the same
+# BEGIN shared checks (the token; stop, network): the same
 # text in both templates' tests; scripts/test-templates.sh fails when the
 # copies differ. Edit both at once.
 run "token_reaches_only_the_container_env" {
@@ -244,15 +244,6 @@ run "stop_gives_the_agent_and_egoagent_time" {
   assert {
     condition     = docker_container.workspace[0].stop_signal == "SIGTERM" && coalesce(docker_container.workspace[0].stop_timeout, 0) >= coalesce(docker_container.workspace[0].destroy_grace_seconds, 0)
     error_message = "A stop by the engine itself must give the same grace (stop_signal SIGTERM, stop_timeout)."
-  }
-}
-
-run "engine_restart_brings_the_workspace_back" {
-  command = apply
-
-  assert {
-    condition     = docker_container.workspace[0].restart == "unless-stopped"
-    error_message = "The container must come back after an engine restart (restart = \"unless-stopped\")."
   }
 }
 
@@ -369,24 +360,46 @@ run "custom_repository_needs_a_url" {
   expect_failures = [docker_container.workspace]
 }
 
-run "engine_restart_does_not_rebuild" {
-  command = apply
-
-  assert {
-    condition     = contains(nonsensitive(docker_container.workspace[0].env), "ENVBUILDER_SKIP_REBUILD=true")
-    error_message = "A restarted container must not rebuild the devcontainer over itself (ENVBUILDER_SKIP_REBUILD=true)."
-  }
-}
-
-run "engine_restart_from_a_cached_image" {
+# The engine restarts a container only when it runs the cached image: a
+# container that built the devcontainer in place would come back without the
+# devcontainer's environment (main.tf says why).
+run "engine_restart_brings_a_cached_workspace_back" {
   command = apply
   variables {
     cache_repo = "ghcr.io/veraticus/egoengine-cache"
   }
 
   assert {
-    condition     = nonsensitive(envbuilder_cached_image.cached[0].extra_env["ENVBUILDER_SKIP_REBUILD"]) == "true"
-    error_message = "A container started from the cached image must not rebuild either: ENVBUILDER_SKIP_REBUILD goes into the cached image's settings."
+    condition     = docker_container.workspace[0].restart == "unless-stopped"
+    error_message = "A container of the cached image must come back after an engine restart (restart = \"unless-stopped\")."
+  }
+}
+
+run "engine_restart_leaves_a_builder_container_stopped" {
+  command = apply
+  variables {
+    cache_repo = "ghcr.io/veraticus/egoengine-cache"
+  }
+  override_resource {
+    target = envbuilder_cached_image.cached
+    values = {
+      exists = false
+      image  = "ghcr.io/coder/envbuilder:1.3.0"
+    }
+  }
+
+  assert {
+    condition     = docker_container.workspace[0].image == "ghcr.io/coder/envbuilder:1.3.0" && docker_container.workspace[0].restart == "no"
+    error_message = "A container that builds the devcontainer must not be restarted by the engine (restart = \"no\"): it would come back without the devcontainer's environment."
+  }
+}
+
+run "engine_restart_without_a_cache_leaves_it_stopped" {
+  command = apply
+
+  assert {
+    condition     = docker_container.workspace[0].restart == "no"
+    error_message = "Without a cache every container builds in place: restart must be \"no\"."
   }
 }
 

@@ -38,7 +38,7 @@ variables {
   op_service_account_token = "ops_TEST-SENTINEL-not-a-real-token"
 }
 
-# BEGIN shared checks (the token; stop, engine restart, network): the same
+# BEGIN shared checks (the token; stop, network): the same
 # text in both templates' tests; scripts/test-templates.sh fails when the
 # copies differ. Edit both at once.
 run "token_reaches_only_the_container_env" {
@@ -106,15 +106,6 @@ run "stop_gives_the_agent_and_egoagent_time" {
   }
 }
 
-run "engine_restart_brings_the_workspace_back" {
-  command = apply
-
-  assert {
-    condition     = docker_container.workspace[0].restart == "unless-stopped"
-    error_message = "The container must come back after an engine restart (restart = \"unless-stopped\")."
-  }
-}
-
 run "no_network_is_refused" {
   command = plan
   variables {
@@ -123,6 +114,15 @@ run "no_network_is_refused" {
   expect_failures = [var.docker_network]
 }
 # END shared checks
+
+run "engine_restart_brings_the_workspace_back" {
+  command = apply
+
+  assert {
+    condition     = docker_container.workspace[0].restart == "unless-stopped"
+    error_message = "The container must come back after an engine restart (restart = \"unless-stopped\")."
+  }
+}
 
 # The checks only this template needs: its entrypoint is the agent's script.
 run "token_stays_out_of_the_entrypoint" {
