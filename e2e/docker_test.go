@@ -314,12 +314,14 @@ func (h *harness) inVolume(d dockerRun, tag, volume, path string) (string, error
 	return h.docker(d, "", 2*time.Minute, "run", "--rm", "--network", "none", "-v", volume+":/h:ro", "--entrypoint", "cat", imageRepo+":"+tag, "/h/"+path)
 }
 
-func TestDockerWorkspace(t *testing.T) {
-	d := dockerFromEnv(t)
-	// A folder of its own in the run's: TestEndToEnd runs in the same one.
-	h := newHarnessIn(t, "k")
-	// Coder listens on the bridge's address, which is this host's: the
-	// containers reach it there, the CLI and the test too.
+// newDockerHarness starts, in the folder sub of the run's, what a workspace
+// on the run's engine needs: the 1Password service (its vault holding the
+// Codex item) relayed onto the bridge, PostgreSQL, and a Coder that listens
+// on the bridge's address (this host's: the containers reach it there, the
+// CLI and the test too) and serves its own binary as the agent; then the
+// run image imageRepo:tag, the stand-in plus the service's address.
+func newDockerHarness(t *testing.T, d dockerRun, sub string) (h *harness, tag string) {
+	h = newHarnessIn(t, sub)
 	h.listenHost = d.gateway
 	h.agentBinaries = true
 	t.Cleanup(h.checkNothingLeft)
@@ -332,9 +334,16 @@ func TestDockerWorkspace(t *testing.T) {
 	h.login()
 
 	t0 := time.Now()
-	tag := "e2e-" + h.runID[:8]
+	tag = "e2e-" + h.runID[:8]
 	h.runImage(d, opAddr, tag, nil)
 	t.Logf("run image %s:%s (the stand-in plus the service's address) built in %s", imageRepo, tag, time.Since(t0).Round(time.Millisecond))
+	return h, tag
+}
+
+func TestDockerWorkspace(t *testing.T) {
+	d := dockerFromEnv(t)
+	// A folder of its own in the run's: TestEndToEnd runs in the same one.
+	h, tag := newDockerHarness(t, d, "k")
 	const tmpl = "egoengine-shell"
 	stage := h.stageShell(tmpl, nil)
 	h.pushShell(d, tmpl, stage, tag)

@@ -21,37 +21,24 @@ import (
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/registry"
-
-	"github.com/veraticus/egoengine/internal/secrets/source/onepassword/opservice"
 )
 
-// The envbuilder end-to-end test (docs/e2e.md, "envbuilder"): the real
+// The envbuilder end-to-end test (docs/e2e.md, "The envbuilder template"): the real
 // egoengine-envbuilder template on the run's Docker Engine, with the real
 // envbuilder (built from the Go module proxy by scripts/e2e.sh) building a
 // devcontainer from a Git repository served here, its layer cache in a
 // registry served here, and the real coder/envbuilder provider asking that
 // registry at the next start whether the image is built already.
 
-// startRegistry serves an OCI registry on host: go-containerregistry's
-// (the one `crane registry serve` runs), with its blobs on disk in the
-// run's folder. The engine pushes and pulls there over plain HTTP (the
-// harness lists the run's /16 as insecure), envbuilder in the container
-// pushes its cache there and Coder's provisioner reads it. It returns
-// host:port.
-func (h *harness) startRegistry(host string) string {
+// serveOn serves handler on host, on a port of its own, until the test
+// ends; it returns host:port.
+func (h *harness) serveOn(host string, handler http.Handler) string {
 	t := h.t
-	dir := filepath.Join(h.runDir, "registry")
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		t.Fatal(err)
-	}
 	l, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := &http.Server{
-		Handler:           registry.New(registry.WithBlobHandler(registry.NewDiskBlobHandler(dir)), registry.Logger(log.New(io.Discard, "", 0))),
-		ReadHeaderTimeout: 30 * time.Second,
-	}
+	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 30 * time.Second}
 	go func() { _ = srv.Serve(l) }()
 	t.Cleanup(func() { _ = srv.Close() })
 	_, port, _ := net.SplitHostPort(l.Addr().String())
@@ -60,31 +47,31 @@ func (h *harness) startRegistry(host string) string {
 	return l.Addr().String()
 }
 
+// startRegistry serves an OCI registry on host: go-containerregistry's
+// (the one `crane registry serve` runs), with its blobs on disk in the
+// run's folder. The engine pushes and pulls there over plain HTTP (the
+// harness lists the run's /16 as insecure), envbuilder in the container
+// pushes its cache there and Coder's provisioner reads it. It returns
+// host:port.
+func (h *harness) startRegistry(host string) string {
+	dir := filepath.Join(h.runDir, "registry")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		h.t.Fatal(err)
+	}
+	return h.serveOn(host, registry.New(registry.WithBlobHandler(registry.NewDiskBlobHandler(dir)), registry.Logger(log.New(io.Discard, "", 0))))
+}
+
 // serveGit serves the bare repositories under root over Git's smart HTTP
 // protocol (the real `git http-backend`, as CGI) on host; it returns
 // host:port. Both envbuilder in the container and the provider in Coder's
 // provisioner clone from it.
 func (h *harness) serveGit(host, root string) string {
-	t := h.t
 	git, err := exec.LookPath("git")
 	if err != nil {
-		t.Fatalf("git is needed to serve the devcontainer repository: %v", err)
+		h.t.Fatalf("git is needed to serve the devcontainer repository: %v", err)
 	}
-	l, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := &http.Server{
-		Handler: &cgi.Handler{Path: git, Args: []string{"http-backend"},
-			Env: append(h.childEnv(), "GIT_PROJECT_ROOT="+root, "GIT_HTTP_EXPORT_ALL=1")},
-		ReadHeaderTimeout: 30 * time.Second,
-	}
-	go func() { _ = srv.Serve(l) }()
-	t.Cleanup(func() { _ = srv.Close() })
-	_, port, _ := net.SplitHostPort(l.Addr().String())
-	p, _ := strconv.Atoi(port)
-	h.ports = append(h.ports, p)
-	return l.Addr().String()
+	return h.serveOn(host, &cgi.Handler{Path: git, Args: []string{"http-backend"},
+		Env: append(h.childEnv(), "GIT_PROJECT_ROOT="+root, "GIT_HTTP_EXPORT_ALL=1")})
 }
 
 // devcontainerRepo makes the bare repository name.git under root and
@@ -272,17 +259,7 @@ func TestEnvbuilderWorkspace(t *testing.T) {
 	d := dockerFromEnv(t)
 	envbuilderBin := mustEnv(t, "E2E_ENVBUILDER", "the envbuilder binary (scripts/e2e.sh build-envbuilder)")
 	version := strings.TrimPrefix(mustEnv(t, "E2E_ENVBUILDER_VERSION", "envbuilder's release"), "v")
-	h := newHarnessIn(t, "b")
-	h.listenHost = d.gateway
-	h.agentBinaries = true
-	t.Cleanup(h.checkNothingLeft)
-
-	h.startService()
-	h.svc.AddVault(opservice.Vault{Name: "egoengine", Items: []opservice.Item{codexItem(secretV1)}})
-	opAddr := h.forward(d.gateway, h.svc.Addr())
-	h.startPostgres()
-	h.startCoder()
-	h.login()
+	h, tag := newDockerHarness(t, d, "b")
 
 	// Everything the workspace's build pulls or clones is served on the
 	// bridge's address: the container reaches it there, and so do the
@@ -292,8 +269,6 @@ func TestEnvbuilderWorkspace(t *testing.T) {
 	gitAddr := h.serveGit(d.gateway, gitRoot)
 
 	t0 := time.Now()
-	tag := "e2e-" + h.runID[:8]
-	h.runImage(d, opAddr, tag, nil)
 	// The egoengine image in the registry: the devcontainer's base and
 	// the fallback, as ghcr.io serves the real one.
 	base := reg + "/veraticus/nix-config/egoengine:" + tag

@@ -92,30 +92,16 @@ build_coder() {
 # Debian has only the old Python docker-compose, and nothing can be
 # downloaded from Docker here.
 build_compose() {
-	local out=$cache/compose-$COMPOSE_VERSION/docker-compose src dir rc=0
+	local out=$cache/compose-$COMPOSE_VERSION/docker-compose
 	if [[ -x $out ]] && "$out" version 2>/dev/null | grep -qF "$COMPOSE_VERSION"; then
 		printf '%s\n' "$out"
 		return
 	fi
-	command -v go >/dev/null || die "go is not on PATH; install Go (scripts/deps.sh says which)"
-	mkdir -p "$cache"
-	dir=$(go_module_dir "github.com/docker/compose/v2@$COMPOSE_VERSION")
-	# The module cache is read-only and `go install` refuses exclude
-	# directives: build in a writable copy. Unlike Coder's it is not kept
-	# (the module cache has the source; only the binary is reused).
-	src=$(mktemp -d "${TMPDIR:-/tmp}/egoengine-compose-src.XXXXXX")
-	cp -R "$dir/." "$src"
-	chmod -R u+w "$src"
 	log "building Docker Compose $COMPOSE_VERSION (slow the first time: 3 to 9 minutes on two cores)"
-	mkdir -p "$(dirname "$out")"
 	# internal.Version is what `docker compose version` prints (the
 	# module's Makefile sets it the same way).
-	(cd "$src" && CGO_ENABLED=0 go build -trimpath \
-		-ldflags="-s -w -X github.com/docker/compose/v2/internal.Version=$COMPOSE_VERSION" \
-		-o "$out.partial.$$" ./cmd) >&2 || rc=$?
-	rm -rf "$src"
-	((rc == 0)) || { rm -f "$out.partial.$$"; die "could not build Docker Compose $COMPOSE_VERSION"; }
-	mv -f "$out.partial.$$" "$out"
+	build_static "github.com/docker/compose/v2@$COMPOSE_VERSION" ./cmd "$out" \
+		"-X github.com/docker/compose/v2/internal.Version=$COMPOSE_VERSION"
 	printf '%s\n' "$out"
 }
 
@@ -126,30 +112,38 @@ build_compose() {
 # buildinfo. TestEnvbuilderWorkspace makes the builder image from it
 # (ghcr.io/coder/envbuilder cannot be pulled here).
 build_envbuilder() {
-	local out=$cache/envbuilder-$ENVBUILDER_VERSION/envbuilder src dir rc=0
+	local out=$cache/envbuilder-$ENVBUILDER_VERSION/envbuilder
 	if [[ -x $out && $(cat "$out.version" 2>/dev/null) == "$ENVBUILDER_VERSION" ]]; then
 		printf '%s\n' "$out"
 		return
 	fi
-	command -v go >/dev/null || die "go is not on PATH; install Go (scripts/deps.sh says which)"
-	mkdir -p "$cache"
-	dir=$(go_module_dir "github.com/coder/envbuilder@$ENVBUILDER_VERSION")
-	# Its go.mod replaces kaniko and tailscale with Coder's forks and
-	# excludes a netlink release tailscale does not build with; `go install`
-	# would ignore both: build in a writable copy (not kept).
-	src=$(mktemp -d "${TMPDIR:-/tmp}/egoengine-envbuilder-src.XXXXXX")
-	cp -R "$dir/." "$src"
-	chmod -R u+w "$src"
 	log "building envbuilder $ENVBUILDER_VERSION (slow the first time: about 8 minutes on two cores)"
-	mkdir -p "$(dirname "$out")"
-	(cd "$src" && CGO_ENABLED=0 go build -trimpath \
-		-ldflags="-s -w -X github.com/coder/envbuilder/buildinfo.tag=${ENVBUILDER_VERSION#v}" \
-		-o "$out.partial.$$" ./cmd/envbuilder) >&2 || rc=$?
-	rm -rf "$src"
-	((rc == 0)) || { rm -f "$out.partial.$$"; die "could not build envbuilder $ENVBUILDER_VERSION"; }
-	mv -f "$out.partial.$$" "$out"
+	build_static "github.com/coder/envbuilder@$ENVBUILDER_VERSION" ./cmd/envbuilder "$out" \
+		"-X github.com/coder/envbuilder/buildinfo.tag=${ENVBUILDER_VERSION#v}"
 	printf '%s\n' "$ENVBUILDER_VERSION" >"$out.version"
 	printf '%s\n' "$out"
+}
+
+# build_static MODULE@VERSION PACKAGE OUT LDFLAGS: a static, stripped build
+# of PACKAGE of the module, renamed into place as OUT. Both modules built
+# this way have exclude or replace directives in their go.mod (Compose
+# excludes releases; envbuilder replaces kaniko and tailscale with Coder's
+# forks and excludes a netlink release), which `go install` would ignore or
+# refuse, and the module cache is read-only: so the build runs in a writable
+# copy, not kept (the module cache has the source; only the binary is
+# reused).
+build_static() {
+	local module=$1 pkg=$2 out=$3 ldflags=$4 src dir rc=0
+	command -v go >/dev/null || die "go is not on PATH; install Go (scripts/deps.sh says which)"
+	mkdir -p "$cache" "$(dirname "$out")"
+	dir=$(go_module_dir "$module")
+	src=$(mktemp -d "${TMPDIR:-/tmp}/egoengine-build-src.XXXXXX")
+	cp -R "$dir/." "$src"
+	chmod -R u+w "$src"
+	(cd "$src" && CGO_ENABLED=0 go build -trimpath -ldflags="-s -w $ldflags" -o "$out.partial.$$" "$pkg") >&2 || rc=$?
+	rm -rf "$src"
+	((rc == 0)) || { rm -f "$out.partial.$$"; die "could not build $pkg of $module"; }
+	mv -f "$out.partial.$$" "$out"
 }
 
 # build_op_helper: prints the path of egoagent-op built with the tag
