@@ -201,25 +201,44 @@ break_workdir() {
 	mutate "$1/main.tf" 's|ENVBUILDER_WORKSPACE_FOLDER *=|ENVBUILDER_WORKDIR =|'
 }
 
+# broken_bg: broken, as a job beside the others, at most one per core: each
+# is a tofu init and test of a folder of its own, mostly OpenTofu's and the
+# providers' start-up on one core. step_regressions waits for them all.
+running=0 failed=0
+broken_bg() {
+	if ((running >= $(nproc))); then
+		wait -n || failed=$((failed + 1))
+		running=$((running - 1))
+	fi
+	broken "$@" &
+	running=$((running + 1))
+}
+
 step_regressions() {
 	local name
+	running=0 failed=0
 	for name in "${templates[@]}"; do
-		broken agent_env "$name" "The token leaked into what Coder shows viewers"
-		broken agent_env_marked "$name" "A sensitive value reaches what Coder shows viewers"
-		broken not_sensitive "$name" "op_service_account_token must be a sensitive variable."
+		broken_bg agent_env "$name" "The token leaked into what Coder shows viewers"
+		broken_bg agent_env_marked "$name" "A sensitive value reaches what Coder shows viewers"
+		broken_bg not_sensitive "$name" "op_service_account_token must be a sensitive variable."
 	done
-	broken script_text egoengine-shell "The token leaked into what Coder shows viewers"
-	broken unpinned egoengine-shell "The container must run the egoengine image at the tag given in image_tag."
-	broken no_grace egoengine-shell "destroy_grace_seconds must leave the agent time to run its stop scripts"
-	broken no_restart egoengine-shell "The container must come back after an engine restart"
-	broken no_wait egoengine-shell "The build must wait for a healthcheck that reaches Coder's /healthz"
-	broken parameter egoengine-envbuilder "The token must not appear in any coder_parameter."
-	broken unpinned egoengine-envbuilder "fallback_image must default to the egoengine image at image_tag."
-	broken workdir egoengine-envbuilder "lacks part of its configuration"
-	broken no_grace egoengine-envbuilder "destroy_grace_seconds must leave the agent time to run its stop scripts"
-	broken never_restart egoengine-envbuilder "A container of the cached image must come back after an engine restart"
-	broken always_restart egoengine-envbuilder "A container that builds the devcontainer must not be restarted by the engine"
-	broken no_network egoengine-envbuilder "The container must join the network named by docker_network."
+	broken_bg script_text egoengine-shell "The token leaked into what Coder shows viewers"
+	broken_bg unpinned egoengine-shell "The container must run the egoengine image at the tag given in image_tag."
+	broken_bg no_grace egoengine-shell "destroy_grace_seconds must leave the agent time to run its stop scripts"
+	broken_bg no_restart egoengine-shell "The container must come back after an engine restart"
+	broken_bg no_wait egoengine-shell "The build must wait for a healthcheck that reaches Coder's /healthz"
+	broken_bg parameter egoengine-envbuilder "The token must not appear in any coder_parameter."
+	broken_bg unpinned egoengine-envbuilder "fallback_image must default to the egoengine image at image_tag."
+	broken_bg workdir egoengine-envbuilder "lacks part of its configuration"
+	broken_bg no_grace egoengine-envbuilder "destroy_grace_seconds must leave the agent time to run its stop scripts"
+	broken_bg never_restart egoengine-envbuilder "A container of the cached image must come back after an engine restart"
+	broken_bg always_restart egoengine-envbuilder "A container that builds the devcontainer must not be restarted by the engine"
+	broken_bg no_network egoengine-envbuilder "The container must join the network named by docker_network."
+	while ((running > 0)); do
+		wait -n || failed=$((failed + 1))
+		running=$((running - 1))
+	done
+	((failed == 0)) || die "$failed broken copies were not caught as they should be (see above)"
 }
 
 # Both templates' tests carry the same checks, between the lines
