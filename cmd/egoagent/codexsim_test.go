@@ -281,7 +281,9 @@ func (s *simulation) stop() {
 		}
 	}
 	for _, w := range s.ws {
-		eventually(s.t, 10*time.Second, "the workspace's egoagent processes end", func() bool { return homeProcs(w.home, func([]byte) bool { return true }) == 0 })
+		eventually(s.t, 10*time.Second, "the workspace's egoagent processes end", func() bool {
+			return daemonGone(w.stateDir()) && homeProcs(w.home, func([]byte) bool { return true }) == 0
+		})
 	}
 }
 

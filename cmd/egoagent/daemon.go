@@ -103,14 +103,10 @@ func startCommand() *cli.Command {
 				}
 			}
 			logPath := filepath.Join(e.stateDir, statedir.LogFile)
-			if !statedir.DaemonAlive(e.stateDir) {
-				if err := daemon.Spawn(e.configPath(), logPath); err != nil {
-					return err
-				}
-			}
+			spawn := func() error { return daemon.Spawn(e.configPath(), logPath) }
 			req := e.request(daemon.OpRefresh)
 			req.Trigger = status.TriggerStart
-			resp, err := daemon.CallWhenUp(ctx, e.stateDir, req)
+			resp, err := daemon.CallStarting(ctx, e.stateDir, spawn, req)
 			if err != nil {
 				if ctx.Err() != nil {
 					return cli.Exit(fmt.Sprintf("the first pass did not finish within %s; the daemon carries on (egoagent status shows progress, log: %s)", deadline, logPath), exitFailed)

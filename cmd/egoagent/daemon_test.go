@@ -193,6 +193,60 @@ func TestSIGTERMStopsCleanly(t *testing.T) {
 	}
 }
 
+// A caller that reaches the daemon just as it is killed gets the answer it
+// would get with no daemon: refresh does the pass itself, start starts a
+// new daemon. The daemon is stopped (SIGSTOP) so that the caller's
+// connection waits in its socket's queue, then killed under it.
+func TestACallerMeetingAKilledDaemonGoesOnWithout(t *testing.T) {
+	for _, cmd := range []string{"refresh", "start"} {
+		t.Run(cmd, func(t *testing.T) {
+			w := newWorkspace(t, oneSecret)
+			w.put("op://v/api/token", "t1")
+			if _, errOut, code := w.egoagent("start"); code != 0 {
+				t.Fatalf("start: %d %q", code, errOut)
+			}
+			pid := w.daemonPID()
+			w.put("op://v/api/token", "t2")
+			syscall.Kill(pid, syscall.SIGSTOP)
+			c := w.cmd(cmd)
+			var out, errOut bytes.Buffer
+			c.Stdout, c.Stderr = &out, &errOut
+			if err := c.Start(); err != nil {
+				t.Fatal(err)
+			}
+			sock := filepath.Join(w.stateDir(), statedir.Socket)
+			eventually(t, 10*time.Second, "the caller waits in the daemon's queue", func() bool { return unixSockets(sock) >= 2 })
+			syscall.Kill(pid, syscall.SIGKILL)
+			c.Wait()
+			if code := c.ProcessState.ExitCode(); code != 0 || !strings.Contains(out.String(), "api: fresh") {
+				t.Fatalf("%s meeting a killed daemon: exit %d\nstdout: %q\nstderr: %q", cmd, code, out.String(), errOut.String())
+			}
+			if got := w.read(".config/api/token"); got != "t2" {
+				t.Fatalf("the file holds %q, want t2", got)
+			}
+			switch now := w.daemonPID(); {
+			case cmd == "start" && (now == 0 || now == pid):
+				t.Fatalf("start left daemon %d (the killed one was %d)", now, pid)
+			case cmd == "refresh" && !daemonGone(w.stateDir()):
+				t.Fatal("refresh started a daemon")
+			}
+		})
+	}
+}
+
+// unixSockets counts the Unix sockets bound to path: a listener, and each
+// connection to it, accepted or still in its queue.
+func unixSockets(path string) int {
+	b, _ := os.ReadFile("/proc/net/unix")
+	n := 0
+	for _, line := range strings.Split(string(b), "\n") {
+		if strings.HasSuffix(line, " "+path) {
+			n++
+		}
+	}
+	return n
+}
+
 // Twenty people run refresh at once while the schedule fires every second:
 // every caller is answered, passes never overlap, no file is ever torn.
 func TestConcurrentRefreshes(t *testing.T) {
@@ -298,7 +352,9 @@ func countDaemons(t *testing.T, home string) int {
 }
 
 // homeProcs counts the processes that run with HOME=home and whose command
-// line (NUL-separated) passes keep.
+// line (NUL-separated) passes keep. A killed process shows neither once the
+// kernel has freed its memory, while its files may still be open: that it
+// is not counted does not mean it let go of them (daemonGone tells).
 func homeProcs(home string, keep func(cmdline []byte) bool) int {
 	n := 0
 	procs, _ := filepath.Glob("/proc/[0-9]*")

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -176,10 +177,28 @@ func (w *workspace) daemonPID() int {
 	return st.Daemon.PID
 }
 
+// killDaemon kills the daemon with SIGKILL and waits until it is gone.
 func (w *workspace) killDaemon() {
 	if pid := w.daemonPID(); pid != 0 {
 		syscall.Kill(pid, syscall.SIGKILL)
+		eventually(w.t, 10*time.Second, "the killed daemon gone", func() bool { return daemonGone(w.stateDir()) })
 	}
+}
+
+// daemonGone reports whether the daemon of stateDir has let go of what it
+// held: its lock, and its socket. A killed process is not gone when /proc
+// stops naming it: the kernel frees its memory first, and closes its files
+// (releasing both) a moment later.
+func daemonGone(stateDir string) bool {
+	if statedir.DaemonAlive(stateDir) {
+		return false
+	}
+	c, err := net.Dial("unix", filepath.Join(stateDir, statedir.Socket))
+	if err != nil {
+		return errors.Is(err, syscall.ENOENT) || errors.Is(err, syscall.ECONNREFUSED)
+	}
+	c.Close()
+	return false
 }
 
 func (w *workspace) read(rel string) string {
