@@ -42,7 +42,7 @@ func syncCommand() *cli.Command {
 			}
 			defer eng.Close()
 			rep, err := runPass(c.Context, c.Duration("timeout"), eng, engine.Options{
-				Trigger: status.TriggerSync, Names: c.Args().Slice(), Force: c.Bool("force"),
+				Trigger: status.TriggerSync, Names: c.Args().Slice(), Force: c.Bool("force"), Wait: true,
 			})
 			return reportOutcome(c.App.Writer, rep, err)
 		},
@@ -146,6 +146,7 @@ func statusCommand() *cli.Command {
 			if err := checkHome(st, e); err != nil {
 				return usageError{err}
 			}
+			st.LookAtFiles()
 			if c.Bool("json") {
 				err = status.JSON(c.App.Writer, st)
 			} else {
@@ -196,6 +197,7 @@ func metadataCommand() *cli.Command {
 				fmt.Fprintln(c.App.Writer, "egoagent: state folder shared with another home, run egoagent status")
 				return nil
 			}
+			st.LookAtFiles()
 			fmt.Fprintln(c.App.Writer, status.Metadata(st, time.Now()))
 			return nil
 		},

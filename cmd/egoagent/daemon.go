@@ -148,7 +148,7 @@ func refreshCommand() *cli.Command {
 					return err
 				}
 				defer eng.Close()
-				rep, err := runPass(c.Context, c.Duration("timeout"), eng, engine.Options{Trigger: status.TriggerRefresh, Names: req.Names, Force: req.Force})
+				rep, err := runPass(c.Context, c.Duration("timeout"), eng, engine.Options{Trigger: status.TriggerRefresh, Names: req.Names, Force: req.Force, Wait: true})
 				return reportOutcome(c.App.Writer, rep, err)
 			}
 			if err != nil {

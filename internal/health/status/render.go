@@ -85,8 +85,15 @@ func problem(sec Secret, now time.Time) string {
 	switch sec.State {
 	case Pending:
 		return name + " pending"
+	case Settling:
+		return name + " settling (being written?)"
 	case Missing:
+		if sec.ErrorClass == "" {
+			return name + " missing (deleted since the last pass)"
+		}
 		return fmt.Sprintf("%s missing (%s)", name, why)
+	case Modified:
+		return name + " modified since the last pass"
 	case Refused:
 		return name + " refused"
 	}
@@ -115,7 +122,7 @@ func JSON(w io.Writer, s *State) error {
 	c := *s
 	c.Secrets = make([]Secret, len(s.Secrets))
 	for i, sec := range s.Secrets {
-		sec.Written = ""
+		sec.Written, sec.Verified = "", ""
 		c.Secrets[i] = sec
 	}
 	enc := json.NewEncoder(w)

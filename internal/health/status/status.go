@@ -38,7 +38,16 @@ const (
 	Stale   SecretState = "stale"   // the last attempt failed; the file in place is an older copy
 	Missing SecretState = "missing" // the last attempt failed and there is no file in place
 	Pending SecretState = "pending" // configured but never attempted
-	Refused SecretState = "refused" // the source's item cannot be installed as it stands (a Document title that collides or escapes)
+	// Settling: the installed file fails its check but changed moments ago,
+	// so its program may still be writing it; it is judged (kept or
+	// replaced) once it has been left alone. Not fresh: the file in place
+	// may be unusable.
+	Settling SecretState = "settling"
+	// Modified is never stored: LookAtFiles shows it for a fresh or kept
+	// secret whose file changed after the pass that judged it, since
+	// nothing has judged the new content yet.
+	Modified SecretState = "modified"
+	Refused  SecretState = "refused" // the source's item cannot be installed as it stands (a Document title that collides or escapes)
 )
 
 // OK reports whether a secret in state s is usable and up to date.
@@ -116,6 +125,8 @@ type Secret struct {
 	NextRefresh time.Time    `json:"next_refresh,omitzero"` // set by the daemon
 	NextWhy     Trigger      `json:"next_why,omitempty"`    // and why then
 	Written     string       `json:"written,omitempty"`     // fingerprint of what egoagent last wrote
+	Verified    string       `json:"verified,omitempty"`    // check kind and fingerprint of the source's copy that last passed its check
+	File        *FileStamp   `json:"file,omitempty"`        // the installed file as the last pass left it
 	Failures    int          `json:"failures,omitempty"`    // consecutive failed attempts
 
 	// For files that carry their own dates (Codex's auth.json): the
@@ -126,6 +137,42 @@ type Secret struct {
 	RefreshAt   time.Time     `json:"refresh_at,omitzero"`   // when its program renews it on next use
 	TokenLife   time.Duration `json:"token_life,omitempty"`  // how long its access token was issued for
 	WriteBack   *WriteBack    `json:"write_back,omitempty"`  // the last upload attempt
+}
+
+// FileStamp is what an installed file looked like when a pass judged it:
+// enough to tell, with one stat, that it has changed since.
+type FileStamp struct {
+	ModTime time.Time `json:"mtime"`
+	Size    int64     `json:"size"`
+}
+
+// StampOf returns the stamp of the file at path, or nil when there is no
+// file there.
+func StampOf(path string) *FileStamp {
+	fi, err := os.Lstat(path)
+	if err != nil {
+		return nil
+	}
+	return &FileStamp{ModTime: fi.ModTime(), Size: fi.Size()}
+}
+
+// LookAtFiles takes back what the state claims of a fresh or kept secret
+// whose file changed after the pass that judged it: modified, or missing
+// when it is gone. It is for what status and metadata show and how status
+// exits; it costs one stat per secret, and no pass saves what it marks.
+func (s *State) LookAtFiles() {
+	for i := range s.Secrets {
+		sec := &s.Secrets[i]
+		if !OK(sec.State) || sec.File == nil || sec.Path == "" {
+			continue
+		}
+		switch now := StampOf(sec.Path); {
+		case now == nil:
+			sec.State, sec.Note = Missing, "the file was deleted after the last pass; the next pass installs it again"
+		case !now.ModTime.Equal(sec.File.ModTime) || now.Size != sec.File.Size:
+			sec.State, sec.Note = Modified, "the file changed after the last pass judged it, and nothing has checked it since"
+		}
+	}
 }
 
 // Which copy of a dated file was newer at the last pass.

@@ -170,3 +170,41 @@ func TestHumanShowsErrorsAndDaemon(t *testing.T) {
 		}
 	}
 }
+
+// What a pass judged fresh stops being claimed once the file changes under
+// it: modified when rewritten, missing when deleted; an untouched file, and
+// a secret recorded before stamps existed, stay as the state says.
+func TestLookAtFilesTakesBackWhatChangedSinceThePass(t *testing.T) {
+	dir := t.TempDir()
+	file := func(name, content string) (string, *FileStamp) {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p, StampOf(p)
+	}
+	same, sameStamp := file("same", "v1")
+	rewritten, rewrittenStamp := file("rewritten", "v1")
+	deleted, deletedStamp := file("deleted", "v1")
+	old, _ := file("old", "v1")
+	later := time.Now().Add(time.Second)
+	os.WriteFile(rewritten, []byte("v2"), 0o600)
+	os.Chtimes(rewritten, later, later)
+	os.Remove(deleted)
+	st := &State{LastPass: &Pass{Finished: now}, Secrets: []Secret{
+		{Name: "same", State: Fresh, Path: same, File: sameStamp},
+		{Name: "rewritten", State: Kept, Path: rewritten, File: rewrittenStamp},
+		{Name: "deleted", State: Fresh, Path: deleted, File: deletedStamp},
+		{Name: "old", State: Fresh, Path: old},
+	}}
+	st.LookAtFiles()
+	want := map[string]SecretState{"same": Fresh, "rewritten": Modified, "deleted": Missing, "old": Fresh}
+	for _, sec := range st.Secrets {
+		if sec.State != want[sec.Name] {
+			t.Errorf("%s: %s, want %s", sec.Name, sec.State, want[sec.Name])
+		}
+	}
+	if line := Metadata(st, now); line != "2 of 4 not fresh: rewritten modified since the last pass" {
+		t.Errorf("metadata %q", line)
+	}
+}

@@ -52,6 +52,11 @@ type Options struct {
 	Names   []string       // only these secrets; empty means all
 	Exclude []string       // leave these out (they follow schedules of their own)
 	Force   bool           // install the source's copy even where consumer-rewrites would keep the local file
+	// Wait is for a pass nothing follows up (sync, refresh without a
+	// daemon): a file still being written is waited for, as long as the
+	// daemon would leave it alone, and then judged, rather than left to a
+	// later look that nobody will take.
+	Wait bool
 }
 
 // Outcome is what a pass did to one secret.
@@ -96,8 +101,8 @@ const (
 	// onto another Document's path, or out of the home.
 	ClassRefused source.Class = "refused"
 	// ClassBusy marks a file that was still being written when the pass
-	// came to judge it: nothing was decided, and the daemon looks again
-	// shortly.
+	// came to judge it: nothing was decided (state status.Settling), and
+	// the daemon looks again shortly.
 	ClassBusy source.Class = "busy"
 	// ClassLocal marks a failure on this machine: reading or writing the
 	// file, or a source that cannot do what the secret asks of it.
@@ -120,6 +125,46 @@ var (
 	settleMax   = 5 * time.Second
 	brokenGrace = 10 * time.Second
 )
+
+// settleWait bounds how long a pass with Options.Wait waits for a file that
+// is still being written: the grace a broken file gets, and one more
+// settling spell.
+func settleWait() time.Duration { return brokenGrace + settleMax }
+
+// settle follows up an outcome that left a file because it was still being
+// written. A daemon's pass leaves it: the daemon looks again shortly. A pass
+// with Options.Wait has nobody to look again, so it waits until the file
+// has been left alone for brokenGrace (at most settleWait) and judges it
+// then; if it is still being written after that, the outcome says to run
+// egoagent again, and never that something will.
+func (e *Engine) settle(ctx context.Context, t *target, sec *status.Secret, fp *statedir.Fingerprinter, opts Options, o Outcome) Outcome {
+	if !opts.Wait {
+		sec.Error += "; the daemon judges it once it has been left alone for " + brokenGrace.String()
+		o.Error = sec.Error
+		return o
+	}
+	end := time.Now().Add(settleWait())
+	for o.Class == ClassBusy && ctx.Err() == nil && time.Now().Before(end) {
+		wait := 50 * time.Millisecond
+		if fi, err := os.Lstat(t.path); err == nil {
+			wait = max(wait, time.Until(fi.ModTime().Add(brokenGrace)))
+		}
+		wait = min(wait, time.Until(end))
+		e.Log.Info("file still being written; waiting before judging it", zap.String("secret", sec.Name), zap.Duration("wait", wait))
+		select {
+		case <-ctx.Done():
+		case <-time.After(wait):
+		}
+		if ctx.Err() == nil {
+			o = e.apply(ctx, t, sec, fp, opts.Force)
+		}
+	}
+	if o.Class == ClassBusy {
+		sec.Error += fmt.Sprintf("; it was still being written after egoagent waited %s: run egoagent refresh %s once its program has stopped writing it", settleWait(), sec.Name)
+		o.Error = sec.Error
+	}
+	return o
+}
 
 // untouchedFor reports, as an error for the outcome, a file changed less
 // than grace ago. The clock is the real one, as the file's time is (the
@@ -232,6 +277,15 @@ func (e *Engine) Pass(ctx context.Context, opts Options) (*Report, error) {
 			sec = *prev
 		}
 		o := e.apply(ctx, t, &sec, fp, opts.Force)
+		if o.Class == ClassBusy {
+			o = e.settle(ctx, t, &sec, fp, opts, o)
+		}
+		// What the file looked like once judged, so that status can tell
+		// when it has changed since.
+		sec.File = nil
+		if sec.Path != "" {
+			sec.File = status.StampOf(sec.Path)
+		}
 		if prev != nil {
 			*prev = sec
 		} else {
@@ -523,7 +577,11 @@ func (e *Engine) apply(ctx context.Context, t *target, sec *status.Secret, fp *s
 		return out()
 	}
 	if exists && secretfile.Same(t.path, t.value, t.mode) {
-		// Nothing to do, and nothing written: the file already is the source's copy.
+		// Nothing to write: the file already is the source's copy. It is
+		// fresh only if that copy passes its check.
+		if !e.verify(ctx, t, sec, fp, now) {
+			return out()
+		}
 		e.succeed(sec, status.Fresh, "unchanged")
 		sec.Written = fp.Sum(t.value)
 		return out()
@@ -544,6 +602,9 @@ func (e *Engine) apply(ctx context.Context, t *target, sec *status.Secret, fp *s
 		}
 		if bytes.Equal(installed, t.value) {
 			// It settled into the source's copy.
+			if !e.verify(ctx, t, sec, fp, now) {
+				return out()
+			}
 			e.succeed(sec, status.Fresh, "unchanged")
 			sec.Written = fp.Sum(t.value)
 			return out()
@@ -590,10 +651,44 @@ func (e *Engine) apply(ctx context.Context, t *target, sec *status.Secret, fp *s
 	e.checked(sec, cand, now)
 	sec.Changed = now
 	sec.Written = fp.Sum(t.value)
+	sec.Verified = verified(t.check, sec.Written)
 	o := out()
 	o.Written = true
 	e.Log.Info("installed", zap.String("secret", sec.Name), zap.String("path", t.path), zap.String("note", note))
 	return o
+}
+
+// verify reports whether the installed file, which is the source's copy
+// t.value, passes its check, and records a failure. The check runs once per
+// content and kind: sec.Verified remembers the last that passed, so an
+// unchanged file costs no check, while a check added to the configuration,
+// or a file from an older egoagent, is judged at the next pass.
+func (e *Engine) verify(ctx context.Context, t *target, sec *status.Secret, fp *statedir.Fingerprinter, now time.Time) bool {
+	if t.check == "" || t.check == check.KindNone {
+		return true
+	}
+	sum := verified(t.check, fp.Sum(t.value))
+	if sec.Verified == sum {
+		return true
+	}
+	r := e.check(ctx, t.check, t.value)
+	if !r.OK {
+		e.fail(sec, fmt.Errorf("the installed file is 1Password's current copy, and it fails its check: %s; fix the item in 1Password", r.Summary), ClassCheck, now)
+		sec.Verified = ""
+		return false
+	}
+	e.checked(sec, r, now)
+	sec.Verified = sum
+	return true
+}
+
+// verified is what Secret.Verified holds for content with fingerprint sum
+// that passed a check of kind.
+func verified(kind check.Kind, sum string) string {
+	if kind == "" || kind == check.KindNone {
+		return ""
+	}
+	return string(kind) + ":" + sum
 }
 
 func (e *Engine) check(ctx context.Context, kind check.Kind, content []byte) check.Result {
@@ -620,14 +715,13 @@ func (e *Engine) succeed(sec *status.Secret, state status.SecretState, note stri
 	sec.Failures = 0
 }
 
-// busy records that the file was still being written: the state stays as
-// it was, and the error says why nothing was decided.
+// busy records that the file was still being written: nothing was
+// decided, so the secret is settling, not fresh, and the error says why.
+// Who looks again is for the pass to say (settle).
 func (e *Engine) busy(sec *status.Secret, err error) {
-	if sec.State == "" {
-		sec.State = status.Pending
-	}
+	sec.State = status.Settling
 	sec.Note = ""
-	sec.Error, sec.ErrorClass = err.Error()+"; egoagent looks again shortly", ClassBusy
+	sec.Error, sec.ErrorClass = err.Error(), ClassBusy
 	e.Log.Info("file still being written; not judged", zap.String("secret", sec.Name))
 }
 

@@ -34,7 +34,13 @@ type harness struct {
 
 func newHarness(t *testing.T, configTOML string, values map[string]string) *harness {
 	t.Helper()
-	home := t.TempDir()
+	return newHarnessAt(t, t.TempDir(), configTOML, values)
+}
+
+// newHarnessAt is newHarness on an existing home: another configuration
+// for the files and state of an earlier harness.
+func newHarnessAt(t *testing.T, home, configTOML string, values map[string]string) *harness {
+	t.Helper()
 	cfg, err := config.Parse("test.toml", []byte(configTOML), config.Env{Home: home})
 	if err != nil {
 		t.Fatal(err)

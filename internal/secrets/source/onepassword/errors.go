@@ -236,7 +236,7 @@ func (o *Client) classifyAs(ctx, cctx context.Context, err error, st stage) *Err
 		return &Error{Class: ClassUnreachable, Msg: "gave up waiting for 1Password: " + ctx.Err().Error(), Err: ctx.Err()}
 	case cctx.Err() != nil && c != causeRateLimited:
 		return &Error{Class: ClassUnreachable,
-			Msg: fmt.Sprintf("1Password did not answer within %s (%s); check the workspace's network, DNS and proxy; the installed files stay as they are and egoagent tries again later", o.timeout, detail),
+			Msg: fmt.Sprintf("1Password did not answer within %s (%s); check the workspace's network, DNS and proxy; the installed files stay as they are, and the next pass tries again", o.timeout, detail),
 			Err: clean}
 	}
 	if c == causeCoreBroken {
@@ -298,11 +298,11 @@ func (c cause) message(detail string) string {
 	case causeNotFound:
 		return fmt.Sprintf("not found in 1Password (%s); check the vault, item and field names in the reference", detail)
 	case causeUnreachable:
-		return fmt.Sprintf("cannot reach 1Password (%s); check the workspace's network, DNS and proxy; the installed files stay as they are and egoagent tries again later", detail)
+		return fmt.Sprintf("cannot reach 1Password (%s); check the workspace's network, DNS and proxy; the installed files stay as they are, and the next pass tries again", detail)
 	case causeServerFailed:
-		return fmt.Sprintf("1Password's service failed (%s); egoagent tries again later and the installed files stay as they are", detail)
+		return fmt.Sprintf("1Password's service failed (%s); the installed files stay as they are, and the next pass tries again", detail)
 	case causeCoreTrap:
-		return fmt.Sprintf("the 1Password SDK could not make sense of 1Password's answer and stopped this request (%s); egoagent tries again later, and if it persists, report it with this message", detail)
+		return fmt.Sprintf("the 1Password SDK could not make sense of 1Password's answer and stopped this request (%s); the next pass tries again; if it persists, report it with this message", detail)
 	default:
 		return fmt.Sprintf("1Password returned an error (%s); if it persists, report it with this message", detail)
 	}

@@ -73,7 +73,7 @@ func (o *Client) probe(ctx context.Context) *Error {
 		e := o.classify(ctx, cctx, err)
 		if e.Class == ClassOther {
 			// Whatever it was, the SDK would have met it inside a request.
-			e = &Error{Class: ClassUnreachable, Msg: "cannot reach 1Password (" + capDetail(o.scrub.clean(err.Error())) + "); check the workspace's network, DNS and proxy; the installed files stay as they are and egoagent tries again later", Err: e.Err}
+			e = &Error{Class: ClassUnreachable, Msg: "cannot reach 1Password (" + capDetail(o.scrub.clean(err.Error())) + "); check the workspace's network, DNS and proxy; the installed files stay as they are, and the next pass tries again", Err: e.Err}
 		}
 		return e
 	}

@@ -81,7 +81,7 @@ func (o *Client) Replace(ctx context.Context, r Ref, old, value []byte) error {
 		}
 	}
 	return &Error{Class: ClassOther, Ref: r.String(),
-		Msg: fmt.Sprintf("the item changed while egoagent wrote to it, each of %d times; nothing was written, egoagent tries again later", writeTries)}
+		Msg: fmt.Sprintf("the item changed while egoagent wrote to it, each of %d times; nothing was written; the next pass tries again", writeTries)}
 }
 
 // errOrNil keeps a nil *Error from becoming a non-nil error.
