@@ -45,8 +45,10 @@ rm -f bin/hello
 # Documents, r5 with five) and what they come to per day at the default
 # schedule (@every 6h: four passes).
 r0=$(printf %.0f "$(metric requests BenchmarkOnePasswordImage0)") r5=$(printf %.0f "$(metric requests BenchmarkOnePasswordImage5)")
+u0=$(printf %.0f "$(metric unchanged-requests BenchmarkOnePasswordImage0)") u5=$(printf %.0f "$(metric unchanged-requests BenchmarkOnePasswordImage5)")
 perdoc=$(((r5 - r0 - 1) / 5))
 day0=$((4 * r0)) day5=$((4 * r5))
+uday0=$((4 * u0)) uday5=$((4 * u5))
 
 cat >docs/performance.md <<DOC
 # Performance
@@ -72,6 +74,7 @@ daemon and 1Password issues. Rerun \`make bench\` to refresh this page.
 | the same pass, \`egoagent sync\` with a cold helper, until the files are written (median) | $(metric op-ms BenchmarkOnePasswordImage0) ms | directory source, same files: $(metric dir-ms BenchmarkOnePasswordImage0) ms | $(metric x-dir BenchmarkOnePasswordImage0)x | - |
 | one 1Password pass, the image's configuration, 5 mirrored Documents: HTTP requests | $r5 | - | - | at most 11 + 2 per Document: 21 |
 | the same pass, \`egoagent sync\` with a cold helper, until the files are written (median) | $(metric op-ms BenchmarkOnePasswordImage5) ms | directory source, same files: $(metric dir-ms BenchmarkOnePasswordImage5) ms | $(metric x-dir BenchmarkOnePasswordImage5)x | - |
+| a pass over the same items, nothing changed: HTTP requests | $u5 (no Documents: $u0) | every file downloaded, the old formula: $r5 ($r0) | $(metric x-unchanged BenchmarkOnePasswordImage5)x fewer | at most 12 |
 | near-renewal looks for a shared Codex login on the day of a renewal: 1Password requests | $(int near-requests-day) ($(int near-passes-day) looks of $(int check-requests)) | the default schedule's day: $(int schedule-requests-day) | $(metric x-schedule BenchmarkRenewalBudget)x | at most 250 a day, none on the 7 days between renewals |
 | a pass that uploads a renewed auth.json (write-back): requests | $(int upload-requests) | a look that finds nothing new: $(int check-requests) | - | - |
 | simulation, a renewal reaching 1Password (median / max over $(sim renewals) renewals) | $(sim upload-median) / $(sim upload-max) | - | - | - |
@@ -114,19 +117,24 @@ daemon and 1Password issues. Rerun \`make bench\` to refresh this page.
   ($r5 with five), where it cost 11 and 12 + 2 per Document before the cuts of issue 15 (a pass over 10 secrets
   in 2 vaults with 2 Documents: 29, was 32; a failed sign-in: 1 attempt, was 2).
 - **Per day**: at the default schedule (\`@every 6h\`, four passes a day) a workspace with the image's
-  configuration spends $day0 requests with no Documents and $day5 with five, plus a pass at each workspace
+  configuration spends $uday0 requests with no Documents and $uday5 with five on a day nothing changes in
+  1Password (a pass that installs a new version costs that item's 2 more), plus a pass at each workspace
   start and each \`egoagent refresh\`, and the passes that a config change, a deleted or overwritten secret
   file (at most 12 an hour per file) and retries after network failures start. Against the limits: 1,000
-  reads an hour per token (Teams, Families) allow $((1000 / r0)) such passes an hour across the token's workspaces
-  ($((1000 / r5)) with five Documents), so that many workspaces could all pass in the same hour; 1,000 requests a
-  day (personal and family accounts) last $((1000 / day0)) workspaces ($((1000 / day5)) with five Documents),
-  5,000 (Teams) $((5000 / day0)) ($((5000 / day5))), 50,000 (Business) $((50000 / day0)) ($((50000 / day5))).
-- **Unchanged Documents** cost their 2 requests every pass today. The SDK cannot be asked for a file only if
-  it changed (no conditional read), but it says when an item changed: the item overviews of the listing a
-  pass already makes carry \`UpdatedAt\`, and the batched items carry \`Version\`. A pass that remembered
-  them in the state could skip the item re-read and the download of every unchanged Document (and the
-  mirror's batch when none changed), as long as the installed file still matches the fingerprint egoagent
-  recorded. The engine does not use them yet.
+  reads an hour per token (Teams, Families) allow $((1000 / u0)) such passes an hour across the token's workspaces
+  ($((1000 / u5)) with five Documents), so that many workspaces could all pass in the same hour; 1,000 requests a
+  day (personal and family accounts) last $((1000 / uday0)) workspaces ($((1000 / uday5)) with five Documents),
+  5,000 (Teams) $((5000 / uday0)) ($((5000 / uday5))), 50,000 (Business) $((50000 / uday0)) ($((50000 / uday5))).
+  With every file downloaded at every pass, as before, the same day cost $day0 and $day5.
+- **Unchanged items are not downloaded again.** The SDK cannot be asked for a file only if it changed (no
+  conditional read), but the batched item read a pass makes anyway carries each item's \`Version\`. The state
+  remembers, per secret, the item and version its installed copy came from; while the item is still at that
+  version and the installed file still matches the fingerprint egoagent recorded, the helper skips the item
+  re-read and the download (2 requests per file or Document). A new version, a file deleted or changed
+  locally, \`--force\`, or a state from an older egoagent download as before, in the same pass. So a pass
+  over unchanged items costs $u0 requests with no Documents and $u5 with five (was $r0 and $r5: every pass paid
+  the downloads), and a day at the default schedule $uday0 and $uday5 (was $day0 and $day5), the passes that
+  install something new costing as above.
 - **Near renewal and write-back** (\`BenchmarkRenewalBudget\`): the daemon's planner, run on a simulated
   clock over a day whose start is a Codex renewal point with tokens living 10 days, counts the looks it
   asks for; one look (\`egoagent sync codex\` against \`opservice\`) and one pass that uploads are counted by

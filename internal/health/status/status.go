@@ -125,6 +125,7 @@ type Secret struct {
 	NextRefresh time.Time    `json:"next_refresh,omitzero"` // set by the daemon
 	NextWhy     Trigger      `json:"next_why,omitempty"`    // and why then
 	Written     string       `json:"written,omitempty"`     // fingerprint of what egoagent last wrote
+	Version     string       `json:"version,omitempty"`     // the source's item, at the version Written came from ("" when unknown)
 	Verified    string       `json:"verified,omitempty"`    // check kind and fingerprint of the source's copy that last passed its check
 	File        *FileStamp   `json:"file,omitempty"`        // the installed file as the last pass left it
 	Failures    int          `json:"failures,omitempty"`    // consecutive failed attempts

@@ -199,7 +199,10 @@ type target struct {
 	writeBack bool
 	value     []byte
 	err       error
-	mirror    bool
+	// version names the source's item at the version value came from, or
+	// "" when the source cannot tell (see source.Versioned).
+	version string
+	mirror  bool
 	// refused, when set, says why this target must not be written; it is
 	// reported with state refused and never retried automatically.
 	refused string
@@ -260,9 +263,10 @@ func (e *Engine) Pass(ctx context.Context, opts Options) (*Report, error) {
 	started := e.now()
 	callsBefore := e.Source.Calls()
 
-	targets, listed := e.targets(ctx, opts.Names, opts.Exclude, st)
+	have := e.have(st, fp, opts.Force)
+	targets, listed := e.targets(ctx, opts.Names, opts.Exclude, st, have)
 	targets = e.claim(targets)
-	e.fetch(ctx, targets)
+	e.fetch(ctx, targets, have)
 
 	for _, t := range targets {
 		if err := ctx.Err(); err != nil {
@@ -341,7 +345,7 @@ func wanted(names []string, name string) bool {
 // content already (listing them is how they are fetched). listed records,
 // per mirror, whether its listing succeeded, so that forget only drops
 // entries of mirrors that answered.
-func (e *Engine) targets(ctx context.Context, names, exclude []string, st *status.State) ([]*target, map[string]bool) {
+func (e *Engine) targets(ctx context.Context, names, exclude []string, st *status.State, have *installed) ([]*target, map[string]bool) {
 	var ts []*target
 	for _, s := range e.Config.Secrets {
 		if wanted(names, s.Name) && !slices.Contains(exclude, s.Name) {
@@ -354,7 +358,7 @@ func (e *Engine) targets(ctx context.Context, names, exclude []string, st *statu
 		if len(names) > 0 && !slices.ContainsFunc(names, func(n string) bool { return strings.HasPrefix(n, m.Prefix) }) {
 			continue
 		}
-		docs, err := e.Source.Documents(ctx, m.Vault, m.Prefix)
+		docs, err := source.DocumentsKnown(ctx, e.Source, m.Vault, m.Prefix, have.known)
 		if err != nil {
 			// Every Document seen before goes stale with the listing's error;
 			// with none seen before, one entry stands for the whole mirror.
@@ -378,6 +382,7 @@ func (e *Engine) targets(ctx context.Context, names, exclude []string, st *statu
 				continue
 			}
 			t := &target{name: d.Title, ref: source.Ref{Vault: m.Vault, Item: d.Title}, mode: m.Mode, check: check.KindNone, policy: config.PolicyReplace, value: d.Content, err: d.Err, mirror: true}
+			t.value, t.version, t.err = have.value(t.ref, d.Content, d.Version, d.Unchanged, d.Err)
 			t.path, err = config.InHome(e.Home, strings.TrimPrefix(d.Title, m.Prefix))
 			if err != nil {
 				t.refused = fmt.Sprintf("Document %q in vault %q: %v; rename the item in 1Password", d.Title, m.Vault, err)
@@ -491,7 +496,7 @@ func (e *Engine) ownPath(p string) string {
 func mirrorKey(m config.Mirror) string { return "op://" + m.Vault + "/" + m.Prefix }
 
 // fetch resolves every configured secret in one call to the source.
-func (e *Engine) fetch(ctx context.Context, ts []*target) {
+func (e *Engine) fetch(ctx context.Context, ts []*target, have *installed) {
 	var refs []source.Ref
 	var idx []int
 	for i, t := range ts {
@@ -503,9 +508,9 @@ func (e *Engine) fetch(ctx context.Context, ts []*target) {
 	if len(refs) == 0 {
 		return
 	}
-	for j, r := range e.Source.Fetch(ctx, refs) {
+	for j, r := range source.FetchKnown(ctx, e.Source, refs, have.known) {
 		t := ts[idx[j]]
-		t.value, t.err = r.Value, r.Err
+		t.value, t.version, t.err = have.value(t.ref, r.Value, r.Version, r.Unchanged, r.Err)
 	}
 }
 
@@ -583,7 +588,7 @@ func (e *Engine) apply(ctx context.Context, t *target, sec *status.Secret, fp *s
 			return out()
 		}
 		e.succeed(sec, status.Fresh, "unchanged")
-		sec.Written = fp.Sum(t.value)
+		sec.Written, sec.Version = fp.Sum(t.value), t.version
 		return out()
 	}
 
@@ -606,7 +611,7 @@ func (e *Engine) apply(ctx context.Context, t *target, sec *status.Secret, fp *s
 				return out()
 			}
 			e.succeed(sec, status.Fresh, "unchanged")
-			sec.Written = fp.Sum(t.value)
+			sec.Written, sec.Version = fp.Sum(t.value), t.version
 			return out()
 		}
 		ours := sec.Written != "" && fp.Sum(installed) == sec.Written
@@ -650,7 +655,7 @@ func (e *Engine) apply(ctx context.Context, t *target, sec *status.Secret, fp *s
 	e.succeed(sec, status.Fresh, note)
 	e.checked(sec, cand, now)
 	sec.Changed = now
-	sec.Written = fp.Sum(t.value)
+	sec.Written, sec.Version = fp.Sum(t.value), t.version
 	sec.Verified = verified(t.check, sec.Written)
 	o := out()
 	o.Written = true

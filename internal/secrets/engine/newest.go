@@ -116,14 +116,15 @@ func (e *Engine) upload(ctx context.Context, t *target, sec *status.Secret, fp *
 			sec.WriteBack = &status.WriteBack{At: now, OK: true, Note: "uploaded: " + why}
 			e.succeed(sec, status.Fresh, "uploaded the local file to 1Password: it is newer ("+why+")")
 			// The file and the source agree again; a later rewrite by its
-			// program is told from this copy by the fingerprint.
-			sec.Written = fp.Sum(installed)
+			// program is told from this copy by the fingerprint. The item's
+			// new version is not known here: the next pass reads it.
+			sec.Written, sec.Version = fp.Sum(installed), ""
 			e.Log.Info("uploaded", zap.String("secret", sec.Name), zap.String("ref", t.ref.String()))
 			return "", true, false
 		case errors.As(err, &conflict):
 			if bytes.Equal(conflict.Current, installed) {
 				e.succeed(sec, status.Fresh, "1Password already holds the local file (another writer uploaded the same copy)")
-				sec.Written = fp.Sum(installed)
+				sec.Written, sec.Version = fp.Sum(installed), ""
 				return "", true, false
 			}
 			if cur, ok := check.Date(t.check, conflict.Current); ok {

@@ -41,6 +41,9 @@ type wireRequest struct {
 	Refs   []Ref  `json:"refs,omitempty"`
 	Vault  string `json:"vault,omitempty"`
 	Prefix string `json:"prefix,omitempty"`
+	// fetch and documents: what the caller has (see Versioned). A helper
+	// from before it ignores it and sends every value.
+	Known Known `json:"known,omitempty"`
 	// replace: write Value where Ref points if it still holds Old.
 	Ref   *Ref   `json:"ref,omitempty"`
 	Old   []byte `json:"old,omitempty"`
@@ -54,14 +57,18 @@ type wireError struct {
 }
 
 type wireResult struct {
-	Value []byte     `json:"value,omitempty"`
-	Err   *wireError `json:"err,omitempty"`
+	Value     []byte     `json:"value,omitempty"`
+	Err       *wireError `json:"err,omitempty"`
+	Version   string     `json:"version,omitempty"`
+	Unchanged bool       `json:"unchanged,omitempty"`
 }
 
 type wireDocument struct {
-	Title   string     `json:"title"`
-	Content []byte     `json:"content,omitempty"`
-	Err     *wireError `json:"err,omitempty"`
+	Title     string     `json:"title"`
+	Content   []byte     `json:"content,omitempty"`
+	Err       *wireError `json:"err,omitempty"`
+	Version   string     `json:"version,omitempty"`
+	Unchanged bool       `json:"unchanged,omitempty"`
 }
 
 type wireResponse struct {
@@ -112,14 +119,14 @@ func Serve(ctx context.Context, r io.Reader, w io.Writer, src Source) error {
 		var resp wireResponse
 		switch req.Op {
 		case "fetch":
-			for _, res := range src.Fetch(ctx, req.Refs) {
-				resp.Results = append(resp.Results, wireResult{Value: res.Value, Err: toWire(res.Err)})
+			for _, res := range FetchKnown(ctx, src, req.Refs, req.Known) {
+				resp.Results = append(resp.Results, wireResult{Value: res.Value, Err: toWire(res.Err), Version: res.Version, Unchanged: res.Unchanged})
 			}
 		case "documents":
-			docs, err := src.Documents(ctx, req.Vault, req.Prefix)
+			docs, err := DocumentsKnown(ctx, src, req.Vault, req.Prefix, req.Known)
 			resp.Err = toWire(err)
 			for _, d := range docs {
-				resp.Documents = append(resp.Documents, wireDocument{Title: d.Title, Content: d.Content, Err: toWire(d.Err)})
+				resp.Documents = append(resp.Documents, wireDocument{Title: d.Title, Content: d.Content, Err: toWire(d.Err), Version: d.Version, Unchanged: d.Unchanged})
 			}
 		case "replace":
 			resp.Err, resp.Conflict = serveReplace(ctx, src, req)
@@ -172,11 +179,15 @@ func (p *Process) Calls() int {
 }
 
 func (p *Process) Fetch(ctx context.Context, refs []Ref) []Result {
+	return p.FetchKnown(ctx, refs, nil)
+}
+
+func (p *Process) FetchKnown(ctx context.Context, refs []Ref, known Known) []Result {
 	out := make([]Result, len(refs))
 	for i, r := range refs {
 		out[i].Ref = r
 	}
-	resp, err := p.roundTrip(ctx, wireRequest{Op: "fetch", Refs: refs})
+	resp, err := p.roundTrip(ctx, wireRequest{Op: "fetch", Refs: refs, Known: known})
 	if err == nil && len(resp.Results) != len(refs) {
 		err = &Error{Class: ClassOther, Msg: fmt.Sprintf("the 1Password helper answered %d results for %d references", len(resp.Results), len(refs))}
 	}
@@ -185,13 +196,18 @@ func (p *Process) Fetch(ctx context.Context, refs []Ref) []Result {
 			out[i].Err = err
 			continue
 		}
-		out[i].Value, out[i].Err = resp.Results[i].Value, fromWire(resp.Results[i].Err)
+		r := resp.Results[i]
+		out[i].Value, out[i].Err, out[i].Version, out[i].Unchanged = r.Value, fromWire(r.Err), r.Version, r.Unchanged
 	}
 	return out
 }
 
 func (p *Process) Documents(ctx context.Context, vault, prefix string) ([]Document, error) {
-	resp, err := p.roundTrip(ctx, wireRequest{Op: "documents", Vault: vault, Prefix: prefix})
+	return p.DocumentsKnown(ctx, vault, prefix, nil)
+}
+
+func (p *Process) DocumentsKnown(ctx context.Context, vault, prefix string, known Known) ([]Document, error) {
+	resp, err := p.roundTrip(ctx, wireRequest{Op: "documents", Vault: vault, Prefix: prefix, Known: known})
 	if err != nil {
 		return nil, err
 	}
@@ -200,7 +216,7 @@ func (p *Process) Documents(ctx context.Context, vault, prefix string) ([]Docume
 	}
 	docs := make([]Document, len(resp.Documents))
 	for i, d := range resp.Documents {
-		docs[i] = Document{Title: d.Title, Content: d.Content, Err: fromWire(d.Err)}
+		docs[i] = Document{Title: d.Title, Content: d.Content, Err: fromWire(d.Err), Version: d.Version, Unchanged: d.Unchanged}
 	}
 	return docs, nil
 }

@@ -75,15 +75,39 @@ func (r Ref) String() string {
 // Result is the outcome of fetching one reference.
 type Result struct {
 	Ref   Ref
-	Value []byte // the secret; nil when Err is set
+	Value []byte // the secret; nil when Err is set or Unchanged
 	Err   error  // a *Error when the source could classify it
+	// Version names the item the value came from, at its version, when
+	// the source can tell (see Versioned); "" otherwise.
+	Version string
+	// Unchanged: the item is still at the version the caller said it had
+	// (Known), so the value was not read. Only a Versioned source sets it.
+	Unchanged bool
 }
 
 // Document is one Document item found by Documents.
 type Document struct {
-	Title   string // the item's title, for example "home/.ssh/config"
-	Content []byte
-	Err     error // set when the item was listed but its file could not be read
+	Title     string // the item's title, for example "home/.ssh/config"
+	Content   []byte // nil when Err is set or Unchanged
+	Err       error  // set when the item was listed but its file could not be read
+	Version   string // as in Result
+	Unchanged bool   // as in Result
+}
+
+// Known maps a reference (in op:// form) to the version of the item its
+// installed copy came from: what the caller already has, and need not be
+// sent again while the item stays at that version.
+type Known map[string]string
+
+// Versioned is a Source that can tell an item's version, and so skip
+// reading files and Documents whose item has not changed since the caller
+// installed them: each costs requests of its own (1Password: two), while
+// the item's version comes with the reads a pass makes anyway. A value
+// that is Unchanged comes back without content; everything else comes back
+// as from Fetch and Documents, with its Version.
+type Versioned interface {
+	FetchKnown(ctx context.Context, refs []Ref, known Known) []Result
+	DocumentsKnown(ctx context.Context, vault, prefix string, known Known) ([]Document, error)
 }
 
 // Source is where secret values come from.
@@ -101,6 +125,23 @@ type Source interface {
 	// Calls reports how many backend requests this source has made so far,
 	// so that status can show what a pass cost against the rate limits.
 	Calls() int
+}
+
+// FetchKnown fetches refs from src, telling it what the caller has when src
+// is Versioned; any other source sends every value, without versions.
+func FetchKnown(ctx context.Context, src Source, refs []Ref, known Known) []Result {
+	if v, ok := src.(Versioned); ok {
+		return v.FetchKnown(ctx, refs, known)
+	}
+	return src.Fetch(ctx, refs)
+}
+
+// DocumentsKnown is Documents, with known, as FetchKnown is Fetch.
+func DocumentsKnown(ctx context.Context, src Source, vault, prefix string, known Known) ([]Document, error) {
+	if v, ok := src.(Versioned); ok {
+		return v.DocumentsKnown(ctx, vault, prefix, known)
+	}
+	return src.Documents(ctx, vault, prefix)
 }
 
 // Writer is a Source that can replace a value it fetched.

@@ -242,14 +242,87 @@ func TestServeReplace(t *testing.T) {
 // at its value, so that Process is tested across a real pipe.
 const asHelperEnv = "EGOAGENT_SOURCE_TEST_HELPER_ROOT"
 
+// asVersionedHelperEnv does the same with versionedDir.
+const asVersionedHelperEnv = "EGOAGENT_SOURCE_TEST_VERSIONED_ROOT"
+
 func TestMain(m *testing.M) {
-	if root := os.Getenv(asHelperEnv); root != "" {
-		if err := Serve(context.Background(), os.Stdin, os.Stdout, NewDir(root)); err != nil {
+	serve := func(src Source) {
+		if err := Serve(context.Background(), os.Stdin, os.Stdout, src); err != nil {
 			os.Exit(1)
 		}
 		os.Exit(0)
 	}
+	if root := os.Getenv(asHelperEnv); root != "" {
+		serve(NewDir(root))
+	}
+	if root := os.Getenv(asVersionedHelperEnv); root != "" {
+		serve(versionedDir{NewDir(root)})
+	}
 	os.Exit(m.Run())
+}
+
+// versionedDir is a directory source whose values' version is their
+// content: a stand-in for 1Password's item versions.
+type versionedDir struct{ *Dir }
+
+func (v versionedDir) FetchKnown(ctx context.Context, refs []Ref, known Known) []Result {
+	res := v.Fetch(ctx, refs)
+	for i := range res {
+		res[i].Version = "v:" + string(res[i].Value)
+		if known[refs[i].String()] == res[i].Version {
+			res[i].Value, res[i].Unchanged = nil, true
+		}
+	}
+	return res
+}
+
+func (v versionedDir) DocumentsKnown(ctx context.Context, vault, prefix string, known Known) ([]Document, error) {
+	docs, err := v.Documents(ctx, vault, prefix)
+	for i := range docs {
+		docs[i].Version = "v:" + string(docs[i].Content)
+		if known[Ref{Vault: vault, Item: docs[i].Title}.String()] == docs[i].Version {
+			docs[i].Content, docs[i].Unchanged = nil, true
+		}
+	}
+	return docs, err
+}
+
+// What the caller has crosses the pipe to a Versioned helper, and versions
+// and Unchanged come back; an older helper ignores it and sends values.
+func TestProcessKnown(t *testing.T) {
+	d := dirSource(t)
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	token, doc := Ref{Vault: "v", Item: "api", Field: "token"}, Ref{Vault: "v", Item: "home/.ssh/config"}
+	known := Known{token.String(): "v:t1", doc.String(): "v:old"}
+
+	t.Setenv(asVersionedHelperEnv, d.Root)
+	p := NewProcess(exe)
+	defer p.Close()
+	res := p.FetchKnown(ctx, []Ref{token}, known)
+	if r := res[0]; !r.Unchanged || r.Value != nil || r.Version != "v:t1" || r.Err != nil {
+		t.Fatalf("a known value: %+v", r)
+	}
+	docs, err := p.DocumentsKnown(ctx, "v", "home/", known)
+	if err != nil || len(docs) != 2 {
+		t.Fatalf("documents: %+v %v", docs, err)
+	}
+	for _, dd := range docs {
+		if dd.Unchanged || dd.Version != "v:"+string(dd.Content) || len(dd.Content) == 0 {
+			t.Fatalf("a Document at another version: %+v", dd)
+		}
+	}
+
+	t.Setenv(asVersionedHelperEnv, "")
+	t.Setenv(asHelperEnv, d.Root)
+	old := NewProcess(exe)
+	defer old.Close()
+	if r := old.FetchKnown(ctx, []Ref{token}, known)[0]; r.Unchanged || string(r.Value) != "t1" || r.Version != "" {
+		t.Fatalf("a helper that keeps no versions: %+v", r)
+	}
 }
 
 // Process.Replace through a real helper: a *Conflict arrives whole (binary

@@ -92,7 +92,10 @@ type Client struct {
 	newClient func(ctx context.Context, token, version string) (*onepassword.Client, error)
 }
 
-var _ Source = (*Client)(nil)
+var (
+	_ Source    = (*Client)(nil)
+	_ Versioned = (*Client)(nil)
+)
 
 // New returns a 1Password source that takes its token from
 // OP_SERVICE_ACCOUNT_TOKEN. It makes no request and does not load the SDK's
@@ -175,6 +178,15 @@ func (o *Client) Calls() int {
 // A reference does not say whether it names a field or a file, so that path
 // tries ResolveAll first and falls back on that specific error.
 func (o *Client) Fetch(ctx context.Context, refs []Ref) []Result {
+	return o.FetchKnown(ctx, refs, nil)
+}
+
+// FetchKnown is Fetch, except that a file or Document whose item is still
+// at the version known gives for its reference is not downloaded (two
+// requests saved): its Result is Unchanged. Known matters for what goes
+// through the items API: every reference in one-pass mode, Documents and
+// non-text files otherwise.
+func (o *Client) FetchKnown(ctx context.Context, refs []Ref, known Known) []Result {
 	out := make([]Result, len(refs))
 	for i, r := range refs {
 		out[i].Ref = r
@@ -198,7 +210,7 @@ func (o *Client) Fetch(ctx context.Context, refs []Ref) []Result {
 		for i := range refs {
 			all[i] = i
 		}
-		o.readFiles(ctx, c, refs, all, out)
+		o.readFiles(ctx, c, refs, all, out, known)
 		return out
 	}
 
@@ -255,7 +267,7 @@ func (o *Client) Fetch(ctx context.Context, refs []Ref) []Result {
 	}
 
 	if len(viaItems) > 0 {
-		o.readFiles(ctx, c, refs, viaItems, out)
+		o.readFiles(ctx, c, refs, viaItems, out, known)
 	}
 	return out
 }
@@ -270,6 +282,13 @@ func (o *Client) Fetch(ctx context.Context, refs []Ref) []Result {
 // Titles shared by several Document items come back with an error and no
 // content: picking one of them silently would make the mirrored file flip.
 func (o *Client) Documents(ctx context.Context, vault, prefix string) ([]Document, error) {
+	return o.DocumentsKnown(ctx, vault, prefix, nil)
+}
+
+// DocumentsKnown is Documents, except that a Document whose item is still
+// at the version known gives for op://vault/title is not downloaded (two
+// requests saved): it comes back Unchanged, without content.
+func (o *Client) DocumentsKnown(ctx context.Context, vault, prefix string, known Known) ([]Document, error) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	where := "op://" + vault
@@ -321,10 +340,10 @@ func (o *Client) Documents(ctx context.Context, vault, prefix string) ([]Documen
 		case l.fatal != nil:
 			doc.Err = forRef(l.fatal, ref)
 		default:
-			var ferr *Error
-			doc.Content, ferr = l.readRef(ctx, vaultID, got[ids[0]], ref)
-			if ferr != nil {
-				doc.Err = ferr
+			rd := l.readRef(ctx, vaultID, got[ids[0]], ref, known)
+			doc.Content, doc.Version, doc.Unchanged = rd.value, rd.version, rd.unchanged
+			if rd.err != nil {
+				doc.Err = rd.err
 			}
 		}
 		docs = append(docs, doc)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sort"
+	"strconv"
 	"strings"
 
 	onepassword "github.com/1password/onepassword-sdk-go"
@@ -245,7 +246,7 @@ func (l *locator) getAllError(e *onepassword.ItemsGetAllError) *Error {
 // items, files that Resolve refused, and in one-pass mode every reference.
 // The items of one vault are read in one request; each file is then two
 // more (the SDK reads the item again, then the file), and a field none.
-func (o *Client) readFiles(ctx context.Context, c *onepassword.Client, refs []Ref, idx []int, out []Result) {
+func (o *Client) readFiles(ctx context.Context, c *onepassword.Client, refs []Ref, idx []int, out []Result, known Known) {
 	l := o.locator(c)
 	type want struct {
 		i               int
@@ -293,28 +294,51 @@ func (o *Client) readFiles(ctx context.Context, c *onepassword.Client, refs []Re
 			continue
 		}
 		res := got[w.vaultID][w.itemID]
-		v, err := l.readRef(ctx, w.vaultID, res, r)
-		if err != nil {
-			out[w.i].Err = err
+		rd := l.readRef(ctx, w.vaultID, res, r, known)
+		if rd.err != nil {
+			out[w.i].Err = rd.err
 			continue
 		}
-		out[w.i].Value = v
+		out[w.i].Value, out[w.i].Version, out[w.i].Unchanged = rd.value, rd.version, rd.unchanged
 	}
 }
 
-// readRef reads what r names (see findTarget) from an item of a batch.
-func (l *locator) readRef(ctx context.Context, vaultID string, res itemResult, r Ref) ([]byte, *Error) {
+// read is what readRef found for one reference.
+type read struct {
+	value     []byte
+	version   string // the item's ID and version (itemVersion)
+	unchanged bool   // a file or Document not downloaded: still at the known version
+	err       *Error
+}
+
+// readRef reads what r names (see findTarget) from an item of a batch. A
+// file or Document is downloaded only when known does not give the item's
+// current version for r: the batch read that brought the item tells its
+// version for free, while the download costs two requests. A field's value
+// comes with the item, so it is always returned.
+func (l *locator) readRef(ctx context.Context, vaultID string, res itemResult, r Ref, known Known) read {
 	if res.err != nil {
-		return nil, forRef(res.err, r)
+		return read{err: forRef(res.err, r)}
 	}
 	if res.item == nil {
-		return nil, &Error{Class: ClassOther, Ref: r.String(), Msg: "1Password returned no item; try again, and report it if it persists"}
+		return read{err: &Error{Class: ClassOther, Ref: r.String(), Msg: "1Password returned no item; try again, and report it if it persists"}}
 	}
 	t, err := findTarget(res.item, r)
 	if err != nil {
-		return nil, err
+		return read{err: err}
 	}
-	return l.valueOf(ctx, vaultID, res.item, t, r)
+	version := itemVersion(res.item)
+	if t.field < 0 && known[r.String()] == version {
+		return read{version: version, unchanged: true}
+	}
+	v, err := l.valueOf(ctx, vaultID, res.item, t, r)
+	return read{value: v, version: version, err: err}
+}
+
+// itemVersion names an item at its version. The ID is part of it: an item
+// deleted and made again under the same title starts again at version 1.
+func itemVersion(it *onepassword.Item) string {
+	return it.ID + "@" + strconv.FormatUint(uint64(it.Version), 10)
 }
 
 // target is what a reference names inside an item: one of a text field, a

@@ -15,13 +15,15 @@ import "github.com/veraticus/egoengine/internal/secrets/source"
 // The source package's vocabulary under its own names: this package is a
 // source like the others and reads as one.
 type (
-	Ref      = source.Ref
-	Result   = source.Result
-	Document = source.Document
-	Source   = source.Source
-	Error    = source.Error
-	Conflict = source.Conflict
-	Class    = source.Class
+	Ref       = source.Ref
+	Result    = source.Result
+	Document  = source.Document
+	Known     = source.Known
+	Versioned = source.Versioned
+	Source    = source.Source
+	Error     = source.Error
+	Conflict  = source.Conflict
+	Class     = source.Class
 )
 
 const (

@@ -24,6 +24,10 @@ type Scripted struct {
 	writeErr error  // see FailWrites
 	before   func() // see BeforeReplace
 	writes   int
+
+	// versions counts the changes to each reference, for Versioned.
+	versions map[string]int
+	sent     int
 }
 
 // extraDoc is a Document listed besides those in values: 1Password allows
@@ -35,7 +39,7 @@ type extraDoc struct {
 
 // New returns a Scripted source holding values, keyed by op:// reference.
 func New(values map[string]string) *Scripted {
-	s := &Scripted{values: map[string][]byte{}}
+	s := &Scripted{values: map[string][]byte{}, versions: map[string]int{}}
 	for k, v := range values {
 		s.values[k] = []byte(v)
 	}
@@ -47,6 +51,7 @@ func (s *Scripted) Set(ref, value string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.values[ref] = []byte(value)
+	s.versions[ref]++
 }
 
 // AddDocument lists one more Document in vault, even when one with the

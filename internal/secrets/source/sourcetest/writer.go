@@ -33,6 +33,7 @@ func (s *Scripted) Replace(ctx context.Context, ref source.Ref, old, value []byt
 		return &source.Conflict{Ref: ref, Current: append([]byte(nil), cur...)}
 	}
 	s.values[ref.String()] = append([]byte(nil), value...)
+	s.versions[ref.String()]++
 	s.writes++
 	return nil
 }
