@@ -257,10 +257,15 @@ func TestConcurrentRefreshes(t *testing.T) {
 	if _, _, code := w.egoagent("start"); code != 0 {
 		t.Fatal("start failed")
 	}
-	var wg sync.WaitGroup
+	var wg, bg sync.WaitGroup
 	errs := make(chan string, 100)
 	stop := make(chan struct{})
+	// Both background goroutines are waited for before errs closes: one
+	// still reading when the test ends would read a removed home, and send
+	// on a closed channel (a loaded machine once kept one waiting that long).
+	bg.Add(2)
 	go func() { // the source keeps changing
+		defer bg.Done()
 		for i := 0; ; i++ {
 			select {
 			case <-stop:
@@ -271,6 +276,7 @@ func TestConcurrentRefreshes(t *testing.T) {
 		}
 	}()
 	go func() { // the file is never torn
+		defer bg.Done()
 		for {
 			select {
 			case <-stop:
@@ -296,6 +302,7 @@ func TestConcurrentRefreshes(t *testing.T) {
 	wg.Wait()
 	time.Sleep(1500 * time.Millisecond) // a scheduled pass or two more
 	close(stop)
+	bg.Wait()
 	close(errs)
 	for e := range errs {
 		t.Error(e)

@@ -55,8 +55,10 @@ func TestDaemonWaitsOutASlowRewriteThenUploads(t *testing.T) {
 	// holds one whole copy or the other, and the installed file never goes
 	// back to the old copy once Codex has begun.
 	stop := make(chan struct{})
+	done := make(chan struct{}) // the watch has ended: none outlives the test
 	bad := make(chan string, 1)
 	go func() {
+		defer close(done)
 		for {
 			select {
 			case <-stop:
@@ -96,6 +98,7 @@ func TestDaemonWaitsOutASlowRewriteThenUploads(t *testing.T) {
 		return string(v) == string(renewed)
 	})
 	close(stop)
+	<-done
 	select {
 	case msg := <-bad:
 		t.Fatal(msg)
