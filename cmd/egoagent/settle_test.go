@@ -22,19 +22,29 @@ check = "json"
 policy = "consumer-rewrites"
 `
 
-// egoagent sync right after the file was broken: there is no daemon to
-// look again, so sync waits until the file has been left alone, then
-// replaces it, and only then says fresh.
-func TestSyncRightAfterABrokenRewriteReplacesIt(t *testing.T) {
+// brokenRewrite installs the file with first (sync, or start, which leaves
+// a daemon), then breaks it, as its program caught mid-write would.
+func brokenRewrite(t *testing.T, first string) *workspace {
+	t.Helper()
 	if testing.Short() {
 		t.Skip("waits out the 10 s a broken file is left alone; make test runs it")
 	}
 	w := newWorkspace(t, rewrittenJSON)
 	w.put("op://v/tool/state", `{"gen":1}`)
-	if out, errOut, code := w.egoagent("sync"); code != 0 {
-		t.Fatalf("first sync: %d %q %q", code, out, errOut)
+	if out, errOut, code := w.egoagent(first); code != 0 {
+		t.Fatalf("%s: %d %q %q", first, code, out, errOut)
 	}
-	os.WriteFile(filepath.Join(w.home, ".tool/state.json"), []byte(`{"gen":`), 0o600)
+	if err := os.WriteFile(filepath.Join(w.home, ".tool/state.json"), []byte(`{"gen":`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return w
+}
+
+// egoagent sync right after the file was broken: there is no daemon to
+// look again, so sync waits until the file has been left alone, then
+// replaces it, and only then says fresh.
+func TestSyncRightAfterABrokenRewriteReplacesIt(t *testing.T) {
+	w := brokenRewrite(t, "sync")
 	out, errOut, code := w.egoagent("sync")
 	if code != 0 || !strings.Contains(out, "tool: fresh (the local file fails its check") || w.read(".tool/state.json") != `{"gen":1}` {
 		t.Fatalf("sync after a broken rewrite: %d %q %q, file %q", code, out, errOut, w.read(".tool/state.json"))
@@ -48,16 +58,7 @@ func TestSyncRightAfterABrokenRewriteReplacesIt(t *testing.T) {
 // ok) while the file may still be being written, and replaces it once the
 // settle rule allows.
 func TestTheDaemonReplacesABrokenRewriteOnceLeftAlone(t *testing.T) {
-	if testing.Short() {
-		t.Skip("waits out the 10 s a broken file is left alone; make test runs it")
-	}
-	w := newWorkspace(t, rewrittenJSON)
-	w.put("op://v/tool/state", `{"gen":1}`)
-	if out, errOut, code := w.egoagent("start"); code != 0 {
-		t.Fatalf("start: %d %q %q", code, out, errOut)
-	}
-	p := filepath.Join(w.home, ".tool/state.json")
-	os.WriteFile(p, []byte(`{"gen":`), 0o600)
+	w := brokenRewrite(t, "start")
 	broken := time.Now()
 	var sawSettling bool
 	eventually(t, 30*time.Second, "the broken rewrite replaced", func() bool {
