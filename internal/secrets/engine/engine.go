@@ -381,7 +381,8 @@ func (e *Engine) targets(ctx context.Context, names, exclude []string, st *statu
 			if !wanted(names, d.Title) {
 				continue
 			}
-			t := &target{name: d.Title, ref: source.Ref{Vault: m.Vault, Item: d.Title}, mode: m.Mode, check: check.KindNone, policy: config.PolicyReplace, value: d.Content, err: d.Err, mirror: true}
+			t := &target{name: d.Title, ref: source.Ref{Vault: m.Vault, Item: d.Title}, mode: m.Mode, check: check.KindNone, policy: config.PolicyReplace, mirror: true}
+			// A Document left out as unchanged gets the installed copy.
 			t.value, t.version, t.err = have.value(t.ref, d.Content, d.Version, d.Unchanged, d.Err)
 			t.path, err = config.InHome(e.Home, strings.TrimPrefix(d.Title, m.Prefix))
 			if err != nil {
