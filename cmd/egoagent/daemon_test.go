@@ -147,9 +147,9 @@ func TestStartReturnsWithinItsDeadlineWhenTheSourceHangs(t *testing.T) {
 	if took > 10*time.Second {
 		t.Fatalf("start took %s with a 1.5s deadline", took)
 	}
-	if w.daemonPID() == 0 {
-		t.Fatal("start left no daemon behind")
-	}
+	// The daemon reports itself once up, which on a loaded machine can
+	// come after start's deadline.
+	eventually(t, 10*time.Second, "the daemon start left behind", func() bool { return w.daemonPID() != 0 })
 }
 
 // SIGTERM in the middle of a pass: the daemon (and with it the pass, which
@@ -375,8 +375,12 @@ func homeProcs(home string, keep func(cmdline []byte) bool) int {
 	return n
 }
 
-// passLockHeld reports whether a pass holds the state folder's pass lock.
+// passLockHeld reports whether a pass holds the state folder's pass lock
+// (no state folder yet: no pass has begun).
 func passLockHeld(stateDir string) bool {
+	if _, err := os.Stat(stateDir); err != nil {
+		return false
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
 	defer cancel()
 	unlock, err := statedir.LockPass(ctx, stateDir)

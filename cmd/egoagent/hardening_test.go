@@ -120,7 +120,10 @@ func TestSyncStopsOnASignalWhileTheSourceHangs(t *testing.T) {
 			if err := c.Start(); err != nil {
 				t.Fatal(err)
 			}
-			time.Sleep(300 * time.Millisecond)
+			// Signalled once the pass runs (it holds the pass lock), so that
+			// its handlers are in place: a loaded machine can take longer
+			// than any fixed pause to get there.
+			eventually(t, 10*time.Second, args[0]+"'s pass running", func() bool { return passLockHeld(w.stateDir()) })
 			c.Process.Signal(sig)
 			exited := make(chan error, 1)
 			go func() { exited <- c.Wait() }()
