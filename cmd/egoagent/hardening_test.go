@@ -96,6 +96,18 @@ func hangingSource(t *testing.T, w *workspace) {
 	}
 }
 
+// waitingOnFIFO reports whether a thread of process pid is blocked
+// opening a FIFO that has no writer (the kernel's wait_for_partner).
+func waitingOnFIFO(pid int) bool {
+	chans, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/wchan", pid))
+	for _, p := range chans {
+		if b, _ := os.ReadFile(p); string(b) == "wait_for_partner" {
+			return true
+		}
+	}
+	return false
+}
+
 // silentHelper points w at 1Password through a stand-in helper that never
 // answers, and returns the helper's path.
 func silentHelper(t *testing.T, w *workspace) string {
@@ -120,10 +132,11 @@ func TestSyncStopsOnASignalWhileTheSourceHangs(t *testing.T) {
 			if err := c.Start(); err != nil {
 				t.Fatal(err)
 			}
-			// Signalled once the pass runs (it holds the pass lock), so that
-			// its handlers are in place: a loaded machine can take longer
-			// than any fixed pause to get there.
-			eventually(t, 10*time.Second, args[0]+"'s pass running", func() bool { return passLockHeld(w.stateDir()) })
+			// Signalled once the pass hangs in the source (a thread waits
+			// for the FIFO's writer), not after a fixed pause: a loaded
+			// machine can take longer than any pause to get there, and a
+			// pass signalled before it reads stops cleanly instead.
+			eventually(t, 10*time.Second, args[0]+" hanging in the source", func() bool { return waitingOnFIFO(c.Process.Pid) })
 			c.Process.Signal(sig)
 			exited := make(chan error, 1)
 			go func() { exited <- c.Wait() }()
