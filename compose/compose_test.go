@@ -486,6 +486,20 @@ func TestEnvironmentWiring(t *testing.T) {
 	}
 }
 
+// The default Coder is the one the end-to-end tests build and run
+// (scripts/e2e.sh's CODER_VERSION): the owner's first day is on a tested
+// server, and an upgrade of one is an upgrade of both.
+func TestDefaultCoderIsTheTestedOne(t *testing.T) {
+	image := service(t, mustLoad(t, newFixture(t).env()), "coder").Image
+	m := regexp.MustCompile(`(?m)^CODER_VERSION=(v\d+\.\d+\.\d+)$`).FindStringSubmatch(mustRead(t, "../scripts/e2e.sh"))
+	if m == nil {
+		t.Fatal("scripts/e2e.sh pins no CODER_VERSION=vX.Y.Z")
+	}
+	if want := "ghcr.io/coder/coder:" + m[1]; image != want {
+		t.Errorf("compose.yaml runs %s by default, but the end-to-end tests build and run Coder %s: pin %s", image, m[1], want)
+	}
+}
+
 // Every CODER_* name given to the server must be one of its documented
 // options: a misspelt name is silently ignored by Coder. The docs come from
 // the Coder module at the version of the pinned image, or at CODER_VERSION

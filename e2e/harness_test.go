@@ -83,7 +83,7 @@ type harness struct {
 	// listenHost is where Coder listens and the address in its access URL:
 	// 127.0.0.1, or for the Docker test its bridge's address on this host,
 	// which the containers reach. agentBinaries makes the server serve its
-	// own binary as the agent download (<cache>/site/bin/coder-linux-amd64),
+	// own binary as the agent download (<cache>/site/orig/bin/coder-linux-amd64),
 	// so that a container runs the template's real init script.
 	listenHost    string
 	agentBinaries bool
@@ -354,8 +354,9 @@ func (h *harness) startCoder() {
 	h.url = fmt.Sprintf("http://%s:%d", host, port)
 	if h.agentBinaries {
 		// A server built without the web UI serves agent binaries from
-		// its cache folder's site/bin (docs/e2e.md).
-		bin := filepath.Join(h.runDir, "cache", "site", "bin", "coder-linux-amd64")
+		// its cache folder's site/orig/bin (site/bin before v2.3x; the
+		// compressed copies it makes go to site/compressed), docs/e2e.md.
+		bin := filepath.Join(h.runDir, "cache", "site", "orig", "bin", "coder-linux-amd64")
 		if err := os.MkdirAll(filepath.Dir(bin), 0o755); err != nil {
 			t.Fatal(err)
 		}

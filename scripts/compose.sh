@@ -91,7 +91,7 @@ fi
 # Compose would accept any tag and fail only at the pull, after the checks.
 coder_version=$(env_value CODER_VERSION)
 if [[ -n $coder_version && ! $coder_version =~ ^v2\.[0-9]+\.[0-9]+(-[0-9A-Za-z.-]+)?$ ]]; then
-	problems+=("CODER_VERSION=$coder_version: a Coder release tag is needed, such as v2.27.0 (https://github.com/coder/coder/releases); leave it empty for the pinned default")
+	problems+=("CODER_VERSION=$coder_version: a Coder release tag is needed, such as v2.36.1 (https://github.com/coder/coder/releases); leave it empty for the pinned default")
 fi
 # An unknown value would make Caddy look for a file of that name and stop.
 caddy_tls=$(env_value CADDY_TLS)

@@ -9,7 +9,7 @@
 # Builds, each cached under ~/.cache/egoengine (EGOENGINE_CACHE) and keyed by
 # version, so only the first run is slow:
 #   coder-<version>/coder   Coder server and agent, from the Go module proxy
-#                           (about 12 minutes on two cores, once)
+#                           (about 25 minutes on two cores, once)
 #   OpenTofu + providers    scripts/tools.sh
 #   bin/egoagent            scripts/build.sh (every run: it is what is tested)
 #   e2e-optest/egoagent-op  the 1Password helper built with the test tag
@@ -50,8 +50,10 @@ set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 # shellcheck source=scripts/lib.sh
 . "$root/scripts/lib.sh"
-# v2.27.0 does not build from this proxy (one of its modules is not served).
-CODER_VERSION=v2.26.0
+# The Coder the owner runs: compose/compose.yaml's default pins the same
+# release (a test checks). v2.36.1 is the newest release whose modules the
+# Go module proxy serves in full; most between v2.27 and v2.38 are refused.
+CODER_VERSION=v2.36.1
 COMPOSE_VERSION=v2.40.3
 # The release egoengine-envbuilder's envbuilder_image pins.
 ENVBUILDER_VERSION=v1.3.0
@@ -77,7 +79,7 @@ build_coder() {
 		chmod -R u+w "$src.partial"
 		mv "$src.partial" "$src"
 	fi
-	log "building Coder $CODER_VERSION (slow the first time: about 12 minutes on two cores)"
+	log "building Coder $CODER_VERSION (slow the first time: about 25 minutes on two cores)"
 	mkdir -p "$(dirname "$out")"
 	# buildinfo.tag makes `coder --version` (and the agent's version check
 	# against the server) say the release instead of v0.0.0-devel.

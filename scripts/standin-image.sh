@@ -313,10 +313,11 @@ EOF
 #   version from 1.1 to 1.13.x, and OpenTofu 1.10 does);
 # - TF_CLI_CONFIG_FILE points at a provider mirror in the image, since
 #   registry.terraform.io and registry.opentofu.org cannot be reached;
-# - CODER_CACHE_DIRECTORY is /var/cache/coder, holding site/bin/coder-linux-amd64,
-#   a link to /opt/coder. This Coder is built without the web UI, and such a
-#   server serves the agent binaries that workspaces download from
-#   ${CODER_CACHE_DIRECTORY}/site/bin. The default cache, ~/.cache/coder, is
+# - CODER_CACHE_DIRECTORY is /var/cache/coder, holding
+#   site/orig/bin/coder-linux-amd64, a link to /opt/coder. This Coder is built
+#   without the web UI, and such a server serves the agent binaries that
+#   workspaces download from ${CODER_CACHE_DIRECTORY}/site/orig/bin (and keeps
+#   its compressed copies in site/compressed). The default cache, ~/.cache/coder, is
 #   inside /home/coder, where compose.yaml mounts the named volume coder_home:
 #   Docker copies image content into a volume only when it creates it, so a
 #   volume made earlier (or by another image) would hide the link. Outside the
@@ -337,8 +338,8 @@ COPY --chown=1000:1000 coder /opt/coder
 COPY terraform /usr/local/bin/terraform
 COPY providers/ /usr/local/share/terraform/providers/
 COPY cli.tfrc /usr/local/share/terraform/cli.tfrc
-RUN mkdir -p /var/cache/coder/site/bin \\
- && ln -s /opt/coder /var/cache/coder/site/bin/coder-linux-amd64 \\
+RUN mkdir -p /var/cache/coder/site/orig/bin \\
+ && ln -s /opt/coder /var/cache/coder/site/orig/bin/coder-linux-amd64 \\
  && chown -R 1000:1000 /var/cache/coder \\
  && terraform version
 ENV HOME=/home/coder \\

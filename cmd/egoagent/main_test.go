@@ -309,8 +309,14 @@ func TestOnePasswordWithoutAUsableToken(t *testing.T) {
 	os.MkdirAll(filepath.Join(w.home, ".config/api"), 0o700)
 	os.WriteFile(filepath.Join(w.home, ".config/api/token"), []byte("old"), 0o600)
 
-	cases := map[string]string{"": "missing-token", w.token: "invalid-token"}
-	for token, class := range cases {
+	// The metadata line after each: with no token at all, the command that
+	// gives the workspace one.
+	cases := []struct{ token, class, metadata string }{
+		{"", "missing-token", "no 1Password token: coder secret create op-token --env OP_SERVICE_ACCOUNT_TOKEN"},
+		{w.token, "invalid-token", "api stale"},
+	}
+	for _, tc := range cases {
+		token, class := tc.token, tc.class
 		c := w.cmd("sync")
 		c.Env = append(c.Env, "EGOAGENT_OP_HELPER="+helper, "OP_SERVICE_ACCOUNT_TOKEN="+token)
 		out, err := c.CombinedOutput()
@@ -324,9 +330,9 @@ func TestOnePasswordWithoutAUsableToken(t *testing.T) {
 		if w.read(".config/api/token") != "old" {
 			t.Fatal("the installed file changed")
 		}
-	}
-	if out, _, _ := w.egoagent("metadata"); !strings.Contains(out, "api stale") {
-		t.Fatalf("metadata: %q", out)
+		if out, _, _ := w.egoagent("metadata"); !strings.Contains(out, tc.metadata) {
+			t.Fatalf("metadata with %s: %q", class, out)
+		}
 	}
 	assertNoCanary(t, w)
 }

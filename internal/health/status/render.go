@@ -10,6 +10,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/veraticus/egoengine/internal/health/printable"
+	"github.com/veraticus/egoengine/internal/secrets/source"
 )
 
 // MetadataMax is Coder's cap on one metadata value; the line is kept far
@@ -77,10 +78,18 @@ func metadataLine(s *State, now time.Time) string {
 	return strings.Join(parts, "; ")
 }
 
+// noToken is the metadata line's word for a workspace without a 1Password
+// token: the command that gives it one (the owner's Coder user secret,
+// docs/operations.md), since the line is what the owner sees first.
+const noToken = "no 1Password token: coder secret create op-token --env OP_SERVICE_ACCOUNT_TOKEN"
+
 func problem(sec Secret, now time.Time) string {
 	name, why := printable.Name(sec.Name), printable.Name(string(sec.ErrorClass))
 	if why == "" {
 		why = "error"
+	}
+	if sec.ErrorClass == source.ClassMissingToken {
+		return noToken
 	}
 	switch sec.State {
 	case Pending:

@@ -34,6 +34,8 @@ func TestMetadataLines(t *testing.T) {
 			"ok: 1 fresh, synced 5m ago; codex expired 2h ago"},
 		{"one stale", &State{LastPass: synced, Secrets: []Secret{fresh, {Name: "gh", State: Stale, ErrorClass: "unreachable", StaleSince: now.Add(-3 * time.Hour)}}},
 			"gh stale 3h (unreachable)"},
+		{"no token", &State{LastPass: synced, Secrets: []Secret{{Name: "codex", State: Missing, ErrorClass: source.ClassMissingToken}}},
+			"no 1Password token: coder secret create op-token --env OP_SERVICE_ACCOUNT_TOKEN"},
 		{"two bad", &State{LastPass: synced, Secrets: []Secret{{Name: "a", State: Missing, ErrorClass: "not-found"}, {Name: "b", State: Stale, ErrorClass: "rate-limited"}}},
 			"2 of 2 not fresh: a missing (not-found)"},
 		{"daemon died", &State{LastPass: synced, Secrets: []Secret{fresh}, Daemon: &Daemon{PID: 42}},

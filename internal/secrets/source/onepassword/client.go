@@ -18,6 +18,13 @@ import (
 // arguments, configuration or state.
 const TokenEnv = "OP_SERVICE_ACCOUNT_TOKEN"
 
+// giveToken says how a workspace gets the token, for the errors that need
+// a new or first one: the owner's Coder user secret, which Coder puts in
+// every process its agent starts, or the deployment's template variable
+// (docs/operations.md compares the two).
+const giveToken = "store the service account token as your Coder user secret (coder secret create op-token --env " + TokenEnv +
+	", the token on stdin) and restart the workspace, or have the deployment set the template variable op_service_account_token"
+
 // DefaultTimeout bounds each request to 1Password. The SDK sends
 // its HTTP requests through http.DefaultClient, which has no timeout of its
 // own: without a deadline a silent network would hang a pass forever.
@@ -370,7 +377,7 @@ func (o *Client) ready(ctx context.Context) (*onepassword.Client, *Error) {
 	}
 	if o.token == "" {
 		return nil, &Error{Class: ClassMissingToken,
-			Msg: TokenEnv + " is not set: give the workspace the service account token through the template's op_service_account_token variable"}
+			Msg: TokenEnv + " is not set: " + giveToken}
 	}
 	if o.signInErr != nil {
 		return nil, o.signInErr

@@ -323,7 +323,7 @@ func TestOnePasswordMissingToken(t *testing.T) {
 	for _, tok := range []string{"", "  \n"} {
 		o := newTestOnePassword(t, tok, 0)
 		msg := fetchAll(t, o, ClassMissingToken, nil)
-		if !strings.Contains(msg, "OP_SERVICE_ACCOUNT_TOKEN is not set") || !strings.Contains(msg, "op_service_account_token") {
+		if !strings.Contains(msg, "OP_SERVICE_ACCOUNT_TOKEN is not set") || !strings.Contains(msg, "coder secret create op-token --env OP_SERVICE_ACCOUNT_TOKEN") || !strings.Contains(msg, "op_service_account_token") {
 			t.Errorf("message does not say what is missing and where to set it: %s", msg)
 		}
 		if o.Calls() != 0 {

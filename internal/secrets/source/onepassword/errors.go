@@ -282,11 +282,11 @@ func (c cause) class() Class {
 func (c cause) message(detail string) string {
 	switch c {
 	case causeTokenMissing:
-		return fmt.Sprintf("%s is empty (%s): give the workspace the service account token through the template's op_service_account_token variable", TokenEnv, detail)
+		return fmt.Sprintf("%s is empty (%s): %s", TokenEnv, detail, giveToken)
 	case causeTokenMalformed:
-		return fmt.Sprintf("%s is not a usable service account token (%s); copy the whole token (it starts with ops_) into the template's op_service_account_token variable, or create a new one", TokenEnv, detail)
+		return fmt.Sprintf("%s is not a usable service account token (%s); copy the whole token (it starts with ops_), or create a new one, and %s", TokenEnv, detail, giveToken)
 	case causeTokenRejected:
-		return fmt.Sprintf("1Password rejected the service account token in %s (%s); it may be revoked or expired: create a new token and give it to the workspace through the template's op_service_account_token variable", TokenEnv, detail)
+		return fmt.Sprintf("1Password rejected the service account token in %s (%s); it may be revoked or expired: create a new token, then %s", TokenEnv, detail, giveToken)
 	case causeSessionEnded:
 		return fmt.Sprintf("the 1Password session ended (%s); egoagent signs in again on the next try", detail)
 	case causeRateLimited:

@@ -56,7 +56,7 @@ func (o *Client) probe(ctx context.Context) *Error {
 	host := signInHost(o.signIn)
 	if !sdkAllowsHost(host) {
 		return &Error{Class: ClassInvalidToken,
-			Msg: fmt.Sprintf("the sign-in address in %s (%q) is not a 1Password server; copy the whole token (it starts with ops_) into the template's op_service_account_token variable, or create a new one", TokenEnv, o.signIn)}
+			Msg: fmt.Sprintf("the sign-in address in %s (%q) is not a 1Password server; copy the whole token (it starts with ops_), or create a new one, and %s", TokenEnv, o.signIn, giveToken)}
 	}
 	cctx, cancel := context.WithTimeout(ctx, o.timeout)
 	defer cancel()
