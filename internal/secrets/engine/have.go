@@ -24,10 +24,11 @@ type installed struct {
 // version and fingerprint (status.Secret.Version, Written) still describe
 // its file. force, a file changed or missing since, or a state from an
 // egoagent that kept no versions leave a reference out, so its value is
-// sent again.
+// sent again. A source that keeps no versions is sent nothing, and no file
+// is read for it.
 func (e *Engine) have(st *status.State, fp *statedir.Fingerprinter, force bool) *installed {
 	h := &installed{known: source.Known{}, content: map[string][]byte{}}
-	if force {
+	if _, versioned := e.Source.(source.Versioned); force || !versioned {
 		return h
 	}
 	for _, sec := range st.Secrets {
