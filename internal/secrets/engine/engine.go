@@ -263,7 +263,7 @@ func (e *Engine) Pass(ctx context.Context, opts Options) (*Report, error) {
 	started := e.now()
 	callsBefore := e.Source.Calls()
 
-	have := e.have(st, fp, opts.Force)
+	have := e.have(st, fp, opts)
 	targets, listed := e.targets(ctx, opts.Names, opts.Exclude, st, have)
 	targets = e.claim(targets)
 	e.fetch(ctx, targets, have)

@@ -2,6 +2,7 @@ package engine
 
 import (
 	"fmt"
+	"slices"
 
 	"github.com/veraticus/egoengine/internal/health/statedir"
 	"github.com/veraticus/egoengine/internal/health/status"
@@ -25,14 +26,15 @@ type installed struct {
 // its file. force, a file changed or missing since, or a state from an
 // egoagent that kept no versions leave a reference out, so its value is
 // sent again. A source that keeps no versions is sent nothing, and no file
-// is read for it.
-func (e *Engine) have(st *status.State, fp *statedir.Fingerprinter, force bool) *installed {
+// is read for it; nor for a secret the pass leaves out (opts.Names,
+// opts.Exclude).
+func (e *Engine) have(st *status.State, fp *statedir.Fingerprinter, opts Options) *installed {
 	h := &installed{known: source.Known{}, content: map[string][]byte{}}
-	if _, versioned := e.Source.(source.Versioned); force || !versioned {
+	if _, versioned := e.Source.(source.Versioned); opts.Force || !versioned {
 		return h
 	}
 	for _, sec := range st.Secrets {
-		if sec.Version == "" || sec.Written == "" || sec.Path == "" {
+		if sec.Version == "" || sec.Written == "" || sec.Path == "" || !wanted(opts.Names, sec.Name) || slices.Contains(opts.Exclude, sec.Name) {
 			continue
 		}
 		b, exists, err := secretfile.Read(sec.Path)
