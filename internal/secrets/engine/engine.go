@@ -583,13 +583,8 @@ func (e *Engine) apply(ctx context.Context, t *target, sec *status.Secret, fp *s
 		return out()
 	}
 	if exists && secretfile.Same(t.path, t.value, t.mode) {
-		// Nothing to write: the file already is the source's copy. It is
-		// fresh only if that copy passes its check.
-		if !e.verify(ctx, t, sec, fp, now) {
-			return out()
-		}
-		e.succeed(sec, status.Fresh, "unchanged")
-		sec.Written, sec.Version = fp.Sum(t.value), t.version
+		// Nothing to write: the file already is the source's copy.
+		e.unchanged(ctx, t, sec, fp, now)
 		return out()
 	}
 
@@ -608,11 +603,7 @@ func (e *Engine) apply(ctx context.Context, t *target, sec *status.Secret, fp *s
 		}
 		if bytes.Equal(installed, t.value) {
 			// It settled into the source's copy.
-			if !e.verify(ctx, t, sec, fp, now) {
-				return out()
-			}
-			e.succeed(sec, status.Fresh, "unchanged")
-			sec.Written, sec.Version = fp.Sum(t.value), t.version
+			e.unchanged(ctx, t, sec, fp, now)
 			return out()
 		}
 		ours := sec.Written != "" && fp.Sum(installed) == sec.Written
@@ -664,16 +655,29 @@ func (e *Engine) apply(ctx context.Context, t *target, sec *status.Secret, fp *s
 	return o
 }
 
+// unchanged records an installed file that already is the source's copy
+// t.value: fresh only if that copy passes its check (verify), and nothing
+// written.
+func (e *Engine) unchanged(ctx context.Context, t *target, sec *status.Secret, fp *statedir.Fingerprinter, now time.Time) {
+	written := fp.Sum(t.value)
+	if !e.verify(ctx, t, sec, written, now) {
+		return
+	}
+	e.succeed(sec, status.Fresh, "unchanged")
+	sec.Written, sec.Version = written, t.version
+}
+
 // verify reports whether the installed file, which is the source's copy
-// t.value, passes its check, and records a failure. The check runs once per
-// content and kind: sec.Verified remembers the last that passed, so an
-// unchanged file costs no check, while a check added to the configuration,
-// or a file from an older egoagent, is judged at the next pass.
-func (e *Engine) verify(ctx context.Context, t *target, sec *status.Secret, fp *statedir.Fingerprinter, now time.Time) bool {
+// t.value with fingerprint written, passes its check, and records a
+// failure. The check runs once per content and kind: sec.Verified
+// remembers the last that passed, so an unchanged file costs no check,
+// while a check added to the configuration, or a file from an older
+// egoagent, is judged at the next pass.
+func (e *Engine) verify(ctx context.Context, t *target, sec *status.Secret, written string, now time.Time) bool {
 	if t.check == "" || t.check == check.KindNone {
 		return true
 	}
-	sum := verified(t.check, fp.Sum(t.value))
+	sum := verified(t.check, written)
 	if sec.Verified == sum {
 		return true
 	}
