@@ -122,4 +122,7 @@ func TestUnchangedItemsAreNotDownloadedAgain(t *testing.T) {
 	if d, _ := pass("after the old state"); d != 0 {
 		t.Fatalf("the pass after: %d downloads, want none", d)
 	}
+	// The versions the state now keeps are item IDs and numbers: the token
+	// is in none of its files.
+	assertNoCanary(t, w.workspace)
 }
