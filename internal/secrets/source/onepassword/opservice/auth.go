@@ -48,11 +48,19 @@ func (s *Service) authStart(w http.ResponseWriter, r *http.Request) {
 		errorAnswer(w, http.StatusBadRequest, "bad request")
 		return
 	}
-	if req.Email != s.acct.email {
+	s.mu.Lock()
+	var cred *credential
+	for _, c := range s.creds {
+		if c.email == req.Email && !c.revoked {
+			cred = c
+		}
+	}
+	s.mu.Unlock()
+	if cred == nil {
 		errorAnswer(w, http.StatusNotFound, "account not found")
 		return
 	}
-	srp, err := newSRPServer(s.acct.srpX)
+	srp, err := newSRPServer(cred.srpX)
 	if err != nil {
 		errorAnswer(w, http.StatusInternalServerError, err.Error())
 		return
@@ -61,10 +69,10 @@ func (s *Service) authStart(w http.ResponseWriter, r *http.Request) {
 	if s.deviation.LegacyK {
 		// k = SHA256(N ‖ g), g unpadded: not what the SDK computes.
 		k := new(big.Int).SetBytes(sha(srpN.Bytes(), srpG.Bytes()))
-		v := new(big.Int).Exp(srpG, s.acct.srpX, srpN)
+		v := new(big.Int).Exp(srpG, cred.srpX, srpN)
 		srp.B = new(big.Int).Mod(new(big.Int).Add(new(big.Int).Mul(k, v), new(big.Int).Exp(srpG, srp.b, srpN)), srpN)
 	}
-	sess := &session{id: newSessionID(), srp: srp, skid: req.Skid}
+	sess := &session{id: newSessionID(), cred: cred, srp: srp, skid: req.Skid}
 	s.sessions[sess.id] = sess
 	s.mu.Unlock()
 	writeJSON(w, map[string]any{
@@ -103,11 +111,11 @@ func (s *Service) authExchange(w http.ResponseWriter, r *http.Request) {
 	// property (proofs with a leading zero byte, a short B): it draws
 	// again until it does.
 	for i := 0; s.pick != nil && i < 20000; i++ {
-		m1 := sess.srp.clientProof(srpIdentity(sess.skid, s.acct.email), s.acct.salt)
+		m1 := sess.srp.clientProof(srpIdentity(sess.skid, sess.cred.email), s.acct.salt)
 		if s.pick(sess.srp.B, m1, sess.srp.serverProof(m1)) {
 			break
 		}
-		srp, err := newSRPServer(s.acct.srpX)
+		srp, err := newSRPServer(sess.cred.srpX)
 		if err != nil || srp.setA(A) != nil {
 			errorAnswer(w, http.StatusInternalServerError, "srp")
 			return
@@ -137,7 +145,7 @@ func (s *Service) confirmKey(w http.ResponseWriter, r *http.Request) {
 		errorAnswer(w, http.StatusBadRequest, "bad request")
 		return
 	}
-	if !hmac.Equal(m1, sess.srp.clientProof(srpIdentity(sess.skid, s.acct.email), s.acct.salt)) {
+	if !hmac.Equal(m1, sess.srp.clientProof(srpIdentity(sess.skid, sess.cred.email), s.acct.salt)) {
 		errorAnswer(w, http.StatusUnauthorized, "failed to authenticate")
 		return
 	}
@@ -212,6 +220,7 @@ func (s *Service) authComplete(sess *session, _ *http.Request, body []byte) (any
 	json.Unmarshal(body, &req)
 	s.mu.Lock()
 	s.clients = append(s.clients, req.Client)
+	sess.cred.signIns++
 	s.mu.Unlock()
 	return map[string]any{"userUuid": s.acct.userUUID}, nil, 0
 }

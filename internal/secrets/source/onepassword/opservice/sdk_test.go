@@ -152,6 +152,44 @@ func TestUnknownTokenIsRefused(t *testing.T) {
 	}
 }
 
+// TestRotation plays an owner's rotation: a second token signs in beside
+// the first; once the first is revoked it is refused at the start, while
+// the second, and a session the first opened before, go on.
+func TestRotation(t *testing.T) {
+	s := startWithSDK(t)
+	old := s.Token()
+	before, err := signIn(t, old)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rotated := s.NewToken()
+	if _, err := signIn(t, rotated); err != nil {
+		t.Fatalf("the new token: %v", err)
+	}
+	s.Revoke(old)
+	if _, err := signIn(t, old); err == nil {
+		t.Fatal("the SDK signed in with a revoked token")
+	}
+	if _, err := signIn(t, rotated); err != nil {
+		t.Fatalf("the new token after the old one was revoked: %v", err)
+	}
+	if _, err := before.Vaults().List(context.Background()); err != nil {
+		t.Errorf("a session opened before the revocation: %v", err)
+	}
+	// Each token is counted apart; a revoked one is refused before SRP.
+	if got := [2]int{s.SignIns(old), s.SignIns(rotated)}; got != [2]int{1, 2} {
+		t.Errorf("sign-ins (old, new) = %v, want [1 2]", got)
+	}
+	if got := s.Requests(); got[RouteAuthStart] != 4 || got[RouteConfirmKey] != 3 {
+		t.Errorf("the revoked token was not refused at auth/start: %v", got)
+	}
+	// Each minted string of a credential is its own, and its secrets are
+	// named apart from the other token's.
+	if secrets := s.TokenSecretsOf(rotated); secrets[2] == s.TokenSecrets()[2] {
+		t.Error("two credentials share a secret key")
+	}
+}
+
 // TestRareSRPExchanges forces the exchanges a random sign-in meets only
 // once in a few hundred: each must sign in. (A service that dropped leading
 // zero bytes from the proofs failed about one sign-in in a hundred.)

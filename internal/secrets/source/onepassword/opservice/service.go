@@ -30,6 +30,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/hex"
+	"encoding/json"
 	"encoding/pem"
 	"fmt"
 	"io"
@@ -104,6 +105,7 @@ type Service struct {
 	acct account
 
 	mu        sync.Mutex
+	creds     []*credential // every token identity minted; creds[0] is Token's
 	deviation Deviation
 	vaults    []*vault
 	blobs     map[string][]byte // file ID -> ciphertext
@@ -120,19 +122,39 @@ type Service struct {
 	pick func(B *big.Int, clientProof, serverProof []byte) bool
 }
 
-// account is the one service account tokens are minted for.
+// account is what the service accounts of the stand-in share: one user, one
+// keyset, one MUK. Each token is a credential of its own (NewToken), so that
+// rotation can be played: a new token signs in while the old one still
+// does, until it is revoked.
 type account struct {
-	email, secretKey, deviceUUID, userUUID string
-	srpX                                   *big.Int
-	salt                                   []byte
-	muk                                    []byte
-	keysetID                               string
-	symKey                                 []byte
-	rsaKey                                 *rsa.PrivateKey
+	deviceUUID, userUUID string
+	salt                 []byte
+	muk                  []byte
+	keysetID             string
+	symKey               []byte
+	rsaKey               *rsa.PrivateKey
+}
+
+// credential is one token's identity: the email the SDK signs in as and the
+// secrets that prove it.
+type credential struct {
+	email, secretKey string
+	srpX             *big.Int
+	revoked          bool
+	signIns          int // completed sign-ins
+}
+
+func newCredential() *credential {
+	return &credential{
+		email:     newID()[:13] + "@1passwordserviceaccounts.com",
+		secretKey: mintSecretKey(),
+		srpX:      new(big.Int).SetBytes(randomBytes(32)),
+	}
 }
 
 type session struct {
 	id   string
+	cred *credential
 	srp  *srpServer
 	skid string
 	ok   bool // the client proved the key
@@ -151,17 +173,15 @@ func Start(host string) (*Service, error) {
 	s := &Service{
 		Host: host,
 		acct: account{
-			email:      newID()[:13] + "@1passwordserviceaccounts.com",
-			secretKey:  mintSecretKey(),
 			deviceUUID: newID(),
 			userUUID:   newID(),
-			srpX:       new(big.Int).SetBytes(randomBytes(32)),
 			salt:       randomBytes(16),
 			muk:        randomBytes(32),
 			keysetID:   newID(),
 			symKey:     randomBytes(32),
 			rsaKey:     rk,
 		},
+		creds:    []*credential{newCredential()},
 		blobs:    map[string][]byte{},
 		sessions: map[string]*session{},
 		counts:   map[string]int{},
@@ -219,29 +239,90 @@ func (s *Service) Transport() *http.Transport {
 	return &http.Transport{Proxy: nil, DialContext: s.DialContext, TLSClientConfig: s.ClientTLS()}
 }
 
-// Token mints a service account token for the service's account, in the form
-// the SDK parses: "ops_" and unpadded base64 of the credentials.
-func (s *Service) Token() string { return s.token(s.acct.secretKey, s.acct.srpX) }
+// Token mints a service account token for the service's first credential,
+// in the form the SDK parses: "ops_" and unpadded base64 of the
+// credentials. Each call mints a new string (the throttle seed is random)
+// for the same credential.
+func (s *Service) Token() string {
+	s.mu.Lock()
+	c := s.creds[0]
+	s.mu.Unlock()
+	return s.token(c.secretKey, c.email, c.srpX)
+}
+
+// NewToken mints a token of a new credential, which signs in as well as
+// Token's does: the token an owner creates when rotating.
+func (s *Service) NewToken() string {
+	c := newCredential()
+	s.mu.Lock()
+	s.creds = append(s.creds, c)
+	s.mu.Unlock()
+	return s.token(c.secretKey, c.email, c.srpX)
+}
+
+// Revoke makes the service forget token's credential: its next sign-in is
+// refused at the start, as for an account that does not exist. Sessions
+// already signed in keep working, as they do until they expire. It panics
+// on a token the service did not mint, so that a typo cannot make a test
+// pass.
+func (s *Service) Revoke(token string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.credOf(token).revoked = true
+}
+
+// SignIns counts the completed sign-ins of token's credential.
+func (s *Service) SignIns(token string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.credOf(token).signIns
+}
+
+// credOf finds the credential a token of this service was minted for.
+func (s *Service) credOf(token string) *credential {
+	var cred struct {
+		Email string `json:"email"`
+	}
+	raw, err := b64std.DecodeString(strings.TrimPrefix(token, "ops_"))
+	if err == nil {
+		err = json.Unmarshal(raw, &cred)
+	}
+	for _, c := range s.creds {
+		if err == nil && c.email == cred.Email {
+			return c
+		}
+	}
+	panic("opservice: not a token this service minted")
+}
 
 // WrongToken mints a token of the same shape whose credentials the service
 // does not know: its sign-in must fail as a user's revoked token would.
 func (s *Service) WrongToken() string {
-	return s.token(s.acct.secretKey, new(big.Int).SetBytes(randomBytes(32)))
+	s.mu.Lock()
+	c := s.creds[0]
+	s.mu.Unlock()
+	return s.token(c.secretKey, c.email, new(big.Int).SetBytes(randomBytes(32)))
 }
 
 // TokenSecrets are the strings of Token that must never be shown.
-func (s *Service) TokenSecrets() []string {
-	t := s.Token()
-	return []string{t, strings.TrimPrefix(t, "ops_"), s.acct.secretKey, hex.EncodeToString(s.acct.srpX.Bytes()), b64.EncodeToString(s.acct.muk)}
+func (s *Service) TokenSecrets() []string { return s.TokenSecretsOf(s.Token()) }
+
+// TokenSecretsOf are the strings of a token this service minted that must
+// never be shown: the token, its body, and the secrets inside it.
+func (s *Service) TokenSecretsOf(token string) []string {
+	s.mu.Lock()
+	c := s.credOf(token)
+	s.mu.Unlock()
+	return []string{token, strings.TrimPrefix(token, "ops_"), c.secretKey, hex.EncodeToString(c.srpX.Bytes()), b64.EncodeToString(s.acct.muk)}
 }
 
-func (s *Service) token(secretKey string, x *big.Int) string {
+func (s *Service) token(secretKey, email string, x *big.Int) string {
 	cred := map[string]any{
 		"signInAddress": s.Host,
 		"userAuth": map[string]any{
 			"method": "SRPg-4096", "alg": "PBES2g-HS256", "iterations": 650000, "salt": b64.EncodeToString(s.acct.salt),
 		},
-		"email":          s.acct.email,
+		"email":          email,
 		"srpX":           hex.EncodeToString(x.Bytes()),
 		"muk":            symJWK{Alg: "A256GCM", Ext: true, K: b64.EncodeToString(s.acct.muk), KeyOps: []string{"encrypt", "decrypt"}, Kty: "oct", Kid: "mp"},
 		"secretKey":      secretKey,
