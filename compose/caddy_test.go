@@ -1,14 +1,23 @@
 package compose
 
 import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/json"
+	"encoding/pem"
 	"fmt"
+	"math/big"
 	"net/url"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 )
 
 // caddyBinary finds the real Caddy that scripts/test-compose.sh builds from
@@ -45,8 +54,8 @@ func adaptCaddyfile(t *testing.T, env map[string]string) ([]byte, error) {
 
 	var caddyfile string
 	for _, v := range caddySvc.Volumes {
-		if v.Target == "/etc/caddy/Caddyfile" {
-			caddyfile = v.Source
+		if v.Target == "/etc/caddy" {
+			caddyfile = filepath.Join(v.Source, "Caddyfile")
 		}
 	}
 	home := t.TempDir()
@@ -154,6 +163,57 @@ func TestCaddyfileACMEIsCaddysDefault(t *testing.T) {
 	}
 }
 
+// CADDY_ACME_CA names another ACME directory: the site's certificate comes
+// from it alone, its HTTPS checked against CADDY_ACME_CA_ROOT's roots only
+// (the image's system bundle when unset). Also for a name Caddy deems
+// internal (.internal, .home.arpa, private addresses), which Caddy would
+// otherwise give its own CA whatever the global ACME options say: the names
+// a private ACME CA serves.
+func TestCaddyfileACMEFromAnotherDirectory(t *testing.T) {
+	f := newFixture(t)
+	const dir = "https://acme.example.test:14000/dir"
+	root := filepath.Join(t.TempDir(), "root.pem")
+	if err := os.WriteFile(root, []byte(testRootPEM(t)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for name, c := range map[string]struct{ accessURL, root, want string }{
+		"a public name, a root of its own":   {f.accessURL, root, root},
+		"a public name, the system roots":    {f.accessURL, "", "/etc/ssl/certs/ca-certificates.crt"},
+		"an internal name (.internal)":       {"https://egoengine.internal", root, root},
+		"an internal name (.home.arpa)":      {"https://egoengine.home.arpa", root, root},
+		"a private address as the host name": {"https://10.1.2.3", root, root},
+	} {
+		t.Run(name, func(t *testing.T) {
+			if _, err := os.Stat(c.want); err != nil {
+				t.Skipf("Caddy's check reads %s, which this machine lacks", c.want)
+			}
+			env := f.env()
+			env["CODER_ACCESS_URL"] = c.accessURL
+			env["CADDY_ACME_CA"] = dir
+			env["CADDY_ACME_CA_ROOT"] = c.root
+			cfg, out := mustAdapt(t, env)
+			u, _ := url.Parse(c.accessURL)
+			if cfg.Apps.TLS == nil || len(cfg.Apps.TLS.Automation.Policies) != 1 {
+				t.Fatalf("want one issuance policy, for the site:\n%s", out)
+			}
+			p := cfg.Apps.TLS.Automation.Policies[0]
+			if !slices.Equal(p.Subjects, []string{u.Hostname()}) || len(p.Issuers) != 1 {
+				t.Fatalf("policy for %v with issuers %v, want %s from the one ACME directory", p.Subjects, p.Issuers, u.Hostname())
+			}
+			iss := p.Issuers[0]
+			roots, _ := iss["trusted_roots_pem_files"].([]any)
+			if iss["module"] != "acme" || iss["ca"] != dir || len(roots) != 1 || roots[0] != c.want {
+				t.Errorf("issuer %v, want acme from %s trusting only %s", iss, dir, c.want)
+			}
+		})
+	}
+	// Without it, nothing of the sort is in the config.
+	cfg, out := mustAdapt(t, f.env())
+	if cfg.Apps.TLS != nil || strings.Contains(out, "trusted_roots") {
+		t.Errorf("with no CADDY_ACME_CA the config names a CA:\n%s", out)
+	}
+}
+
 // CADDY_TLS=internal: every certificate from Caddy's local CA, and nothing
 // that would contact the outside: no ACME issuer anywhere, no policy left
 // without issuers (Caddy fills those with its ACME defaults), no OCSP
@@ -225,4 +285,27 @@ func TestCaddyfileListensOnAccessURLPort(t *testing.T) {
 			t.Errorf("with the port 8443 in CODER_ACCESS_URL Caddy listens on %v, not :8443; compose.sh's refusal of other ports may be out of date:\n%s", srv.Listen, out)
 		}
 	}
+}
+
+// testRootPEM is a self-signed CA certificate, for a root file Caddy loads.
+func testRootPEM(t *testing.T) string {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber:          big.NewInt(1),
+		Subject:               pkix.Name{CommonName: "egoengine test ACME CA"},
+		NotBefore:             time.Now().Add(-time.Hour),
+		NotAfter:              time.Now().Add(time.Hour),
+		IsCA:                  true,
+		BasicConstraintsValid: true,
+		KeyUsage:              x509.KeyUsageCertSign,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}))
 }

@@ -338,8 +338,8 @@ func TestVolumesAndDockerSocket(t *testing.T) {
 	}
 	var caddyfile string
 	for _, m := range caddy {
-		if m.target == "/etc/caddy/Caddyfile" {
-			caddyfile = m.source
+		if m.target == "/etc/caddy" {
+			caddyfile = filepath.Join(m.source, "Caddyfile")
 		}
 	}
 	if st, err := os.Stat(caddyfile); err != nil || st.IsDir() {
@@ -506,9 +506,22 @@ func TestDefaultCoderIsTheTestedOne(t *testing.T) {
 // from the environment (`CODER_VERSION=v2.N.N make test-compose`, before an
 // upgrade through .env).
 func TestCoderSettingsAreRealOptions(t *testing.T) {
+	coder, version, defaults := coderOptions(t)
+	for k := range coder.Environment {
+		if _, known := defaults[k]; strings.HasPrefix(k, "CODER_") && !known {
+			t.Errorf("coder: %s is not an option of coder server %s", k, version)
+		}
+	}
+}
+
+// coderOptions reads the options of coder server from the Coder module at
+// the version of the pinned image (or CODER_VERSION from the environment):
+// each option's environment variable and its default ("" for none).
+func coderOptions(t *testing.T) (coder types.ServiceConfig, version string, defaults map[string]string) {
+	t.Helper()
 	p := mustLoad(t, newFixture(t).env())
-	coder := service(t, p, "coder")
-	version := coder.Image[strings.LastIndex(coder.Image, ":")+1:]
+	coder = service(t, p, "coder")
+	version = coder.Image[strings.LastIndex(coder.Image, ":")+1:]
 	if v := os.Getenv("CODER_VERSION"); v != "" {
 		version = v
 	}
@@ -525,17 +538,44 @@ func TestCoderSettingsAreRealOptions(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	known := map[string]bool{}
-	for _, m := range regexp.MustCompile(`\$(CODER_[A-Z0-9_]+)`).FindAllStringSubmatch(string(doc), -1) {
-		known[m[1]] = true
-	}
-	if len(known) < 100 {
-		t.Fatalf("found only %d options in %s/docs/reference/cli/server.md; has its format changed?", len(known), mod.Dir)
-	}
-	for k := range coder.Environment {
-		if strings.HasPrefix(k, "CODER_") && !known[k] {
-			t.Errorf("coder: %s is not an option of coder server %s", k, version)
+	// One section per option: its table names the variable, and the
+	// default when there is one.
+	defaults = map[string]string{}
+	envRow := regexp.MustCompile(`\$(CODER_[A-Z0-9_]+)`)
+	defaultRow := regexp.MustCompile(`(?m)^\|\s*Default\s*\|\s*<code>(.*?)</code>`)
+	for _, section := range strings.Split(string(doc), "\n### ") {
+		def := ""
+		if m := defaultRow.FindStringSubmatch(section); m != nil {
+			def = m[1]
 		}
+		for _, m := range envRow.FindAllStringSubmatch(section, -1) {
+			defaults[m[1]] = def
+		}
+	}
+	if len(defaults) < 100 || defaults["CODER_OIDC_SCOPES"] == "" {
+		t.Fatalf("found only %d options in %s/docs/reference/cli/server.md, or no default scopes; has its format changed?", len(defaults), mod.Dir)
+	}
+	return coder, version, defaults
+}
+
+// Coder takes an empty variable as an empty value, not as unset, so a
+// setting compose.yaml passes from .env as ${NAME:-} replaces Coder's
+// default with nothing when .env leaves it blank (an empty
+// CODER_OIDC_SCOPES asked providers for no scope, and every OIDC sign-in
+// failed). Each such default must be Coder's own.
+func TestBlankSettingsKeepCodersDefaults(t *testing.T) {
+	_, version, defaults := coderOptions(t)
+	raw := mustRead(t, "compose.yaml")
+	n := 0
+	for _, m := range regexp.MustCompile(`(?m)^\s+(CODER_[A-Z0-9_]+):\s*\$\{([A-Z0-9_]+):-([^}]*)\}\s*$`).FindAllStringSubmatch(raw, -1) {
+		name, from, def := m[1], m[2], m[3]
+		n++
+		if want := defaults[name]; def == "" && want != "" {
+			t.Errorf("compose.yaml: %s: ${%s:-} replaces coder server %s's default %q with an empty value when .env leaves it blank: write ${%s:-%s}", name, from, version, want, from, want)
+		}
+	}
+	if n < 5 {
+		t.Fatalf("found %d settings with a default in compose.yaml; has its format changed?", n)
 	}
 }
 

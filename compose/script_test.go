@@ -265,6 +265,12 @@ func TestScriptRefusesMalformedSettings(t *testing.T) {
 		{"access URL port under tls", "CODER_ACCESS_URL=https://egoengine.example.test:8443", []string{
 			"CODER_ACCESS_URL=https://egoengine.example.test:8443: with COMPOSE_PROFILES=tls, Caddy listens on this URL's port", "CADDY_HTTPS_PUBLISH",
 		}},
+		{"ACME directory with the internal CA", "CADDY_TLS=internal\nCADDY_ACME_CA=https://acme.example.test/dir", []string{"CADDY_ACME_CA=https://acme.example.test/dir: an ACME directory applies to CADDY_TLS=acme only"}},
+		{"ACME directory over http", "CADDY_ACME_CA=http://acme.example.test/dir", []string{"CADDY_ACME_CA=http://acme.example.test/dir: the ACME directory's https:// URL is needed"}},
+		{"ACME directory not a URL", "CADDY_ACME_CA=acme.example.test", []string{"the ACME directory's https:// URL is needed"}},
+		{"ACME root without a directory", "CADDY_ACME_CA_ROOT=/etc/caddy/root.pem", []string{"CADDY_ACME_CA_ROOT=/etc/caddy/root.pem is set but CADDY_ACME_CA is empty"}},
+		{"ACME root not in compose/caddy", "CADDY_ACME_CA=https://acme.example.test/dir\nCADDY_ACME_CA_ROOT=/etc/caddy/root.pem", []string{"CADDY_ACME_CA_ROOT=/etc/caddy/root.pem: put the CA's root certificate (PEM) into", "/compose/caddy/ as root.pem"}},
+		{"ACME root a host path", "CADDY_ACME_CA=https://acme.example.test/dir\nCADDY_ACME_CA_ROOT=./root.pem", []string{"CADDY_ACME_CA_ROOT=./root.pem: a path in Caddy's container is needed"}},
 		{"access URL port under every profile", "CODER_ACCESS_URL=https://egoengine.example.test:8443/\nCOMPOSE_PROFILES=*", []string{"Caddy listens on this URL's port"}},
 	}
 	for _, c := range cases {
@@ -309,17 +315,25 @@ func TestScriptAcceptsSettings(t *testing.T) {
 	withSocketGroup := strings.Replace(filledEnv(f), "DOCKER_GROUP_ID="+f.groupID, "DOCKER_GROUP_ID="+socketGroup, 1)
 
 	for name, env := range map[string]string{
-		"release candidate":         filledEnv(f) + "CODER_VERSION=v2.28.0-rc.1\n",
-		"release":                   filledEnv(f) + "CODER_VERSION=v2.27.0\n",
-		"internal CA, LAN address":  filledEnv(f) + "CADDY_TLS=internal\nCADDY_HTTP_PUBLISH=192.168.1.10:80\nCADDY_HTTPS_PUBLISH=192.168.1.10:443\n",
-		"acme, ports alone, IPv6":   filledEnv(f) + "CADDY_TLS=acme\nCADDY_HTTP_PUBLISH=[::1]:8080\nCADDY_HTTPS_PUBLISH=443\n",
-		"explicit 443 under tls":    strings.Replace(filledEnv(f), f.accessURL, f.accessURL+":443", 1),
-		"any port without Caddy":    strings.Replace(filledEnv(f), f.accessURL, f.accessURL+":8443", 1) + "COMPOSE_PROFILES=\n",
-		"socket of its own":         withSocketGroup + "DOCKER_SOCKET=" + socket + "\n",
-		"empty values are defaults": filledEnv(f) + "CODER_VERSION=\nCADDY_TLS=\nCADDY_HTTP_PUBLISH=\nCADDY_HTTPS_PUBLISH=\nDOCKER_SOCKET=\n",
+		"release candidate":          filledEnv(f) + "CODER_VERSION=v2.28.0-rc.1\n",
+		"release":                    filledEnv(f) + "CODER_VERSION=v2.27.0\n",
+		"internal CA, LAN address":   filledEnv(f) + "CADDY_TLS=internal\nCADDY_HTTP_PUBLISH=192.168.1.10:80\nCADDY_HTTPS_PUBLISH=192.168.1.10:443\n",
+		"acme, ports alone, IPv6":    filledEnv(f) + "CADDY_TLS=acme\nCADDY_HTTP_PUBLISH=[::1]:8080\nCADDY_HTTPS_PUBLISH=443\n",
+		"explicit 443 under tls":     strings.Replace(filledEnv(f), f.accessURL, f.accessURL+":443", 1),
+		"any port without Caddy":     strings.Replace(filledEnv(f), f.accessURL, f.accessURL+":8443", 1) + "COMPOSE_PROFILES=\n",
+		"socket of its own":          withSocketGroup + "DOCKER_SOCKET=" + socket + "\n",
+		"empty values are defaults":  filledEnv(f) + "CODER_VERSION=\nCADDY_TLS=\nCADDY_HTTP_PUBLISH=\nCADDY_HTTPS_PUBLISH=\nDOCKER_SOCKET=\nCADDY_ACME_CA=\nCADDY_ACME_CA_ROOT=\n",
+		"ACME staging, system roots": filledEnv(f) + "CADDY_ACME_CA=https://acme-staging-v02.api.letsencrypt.org/directory\n",
+		"private ACME CA and root":   filledEnv(f) + "CADDY_TLS=acme\nCADDY_ACME_CA=https://10.0.0.5:14000/dir\nCADDY_ACME_CA_ROOT=/etc/caddy/acme-root.pem\n",
 	} {
 		t.Run(name, func(t *testing.T) {
 			tr := newScriptTree(t, true)
+			if err := os.MkdirAll(filepath.Join(tr.root, "compose", "caddy"), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(filepath.Join(tr.root, "compose", "caddy", "acme-root.pem"), []byte(testRootPEM(t)), 0o644); err != nil {
+				t.Fatal(err)
+			}
 			tr.writeEnv(t, env, 0o600)
 			code, stderr, calls := tr.run(t, nil, "up")
 			if code != 0 || !strings.Contains(calls, " up --detach ") {
