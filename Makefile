@@ -4,7 +4,7 @@
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
-.PHONY: help deps build run run-1password check test test-go test-templates test-nix test-compose e2e bench tools vendor-hash compose-up compose-down push-templates clean
+.PHONY: help deps build run run-1password check test warm test-go test-templates test-nix test-compose e2e bench tools vendor-hash compose-up compose-down push-templates clean
 
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -24,8 +24,11 @@ run-1password: build ## the same demo through the real helper and 1Password SDK,
 check: ## the quick loop (under a minute warm): gofmt, go vet, staticcheck, shellcheck, go test -short
 	scripts/check.sh
 
-test: deps test-go test-templates test-nix test-compose e2e ## every test, end to end included (installs missing Debian packages first)
+test: deps warm test-go test-templates test-nix test-compose e2e ## every test, end to end included (installs missing Debian packages first)
 	@echo "make test: all suites passed"
+
+warm: ## start the end-to-end test's slow builds (Coder, Compose, envbuilder, the stand-in's root filesystem) in the background; the e2e waits for them
+	scripts/e2e.sh warm
 
 test-go: ## Go tests, with the real Codex CLI from npm
 	scripts/test-go.sh

@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"syscall"
@@ -54,6 +55,10 @@ type stack struct {
 	d    dockerRun
 	tree string // a copy of what a user runs the stack from
 	env  string // tree/compose/.env
+
+	envText      string // what .env holds (prepare, then the test's changes)
+	coderVersion string // CODER_VERSION: the stand-in's tag
+	bridge       string // the stack network's bridge
 }
 
 // newStack copies what a user runs the stack from (compose/, scripts/,
@@ -82,6 +87,23 @@ func newStack(h *harness, d dockerRun) *stack {
 	// user pushes.
 	h.swapIDEModules(filepath.Join(tree, "coder-templates", "modules", "egoengine-ides"))
 	return &stack{h: h, d: d, tree: tree, env: filepath.Join(tree, "compose", ".env")}
+}
+
+// client reaches the access URL's host, trusting roots alone. The host name
+// goes to the bridge's address, where Caddy's ports are published: no DNS,
+// no /etc/hosts of this machine. Redirects are checked, not followed.
+func (s *stack) client(roots *x509.CertPool) *http.Client {
+	dial := func(ctx context.Context, network, addr string) (net.Conn, error) {
+		host, port, err := net.SplitHostPort(addr)
+		if err != nil || host != stackHost {
+			return nil, fmt.Errorf("the test reaches only %s, not %s", stackHost, addr)
+		}
+		return (&net.Dialer{Timeout: 10 * time.Second}).DialContext(ctx, network, net.JoinHostPort(s.d.gateway, port))
+	}
+	return &http.Client{
+		Transport:     &http.Transport{DialContext: dial, TLSClientConfig: &tls.Config{RootCAs: roots}, ForceAttemptHTTP2: true},
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
 }
 
 // composeEnv is the environment of scripts/compose.sh and of the docs'
@@ -204,22 +226,21 @@ func block(t *testing.T, markdown, heading string) string {
 // stops the script).
 func asTyped(commands string) string { return "set +o pipefail\n" + commands }
 
-func TestComposeStack(t *testing.T) {
-	d := dockerFromEnv(t)
-	images := stackFromEnv(t)
-	h := newHarnessIn(t, "s")
-	t.Cleanup(h.checkNothingLeft)
-	h.startService()
-	h.svc.AddVault(opservice.Vault{Name: "egoengine", Items: []opservice.Item{codexItem(secretV1)}})
-	opAddr := h.forward(d.gateway, h.svc.Addr())
-	s := newStack(h, d)
+// prepare makes the stack ready to start: Coder's stand-in image under the
+// name compose.yaml gives it (coderImage, the stand-in or an image built on
+// it), the override file with the other stand-ins and the stack's network,
+// and the .env a user would write (s.envText, written by the caller), minus
+// whatever a test adds. Whatever happens, the stack and the workspaces it
+// made leave the engine at the end (the next test checks the engine is
+// empty).
+func (s *stack) prepare(images stackImages, coderImage string) {
+	h, d, t := s.h, s.d, s.h.t
 	h.serverLog = filepath.Join(h.runDir, "logs", "coder-compose.log")
-
 	// The Coder image under the name compose.yaml gives it, at the version
 	// .env sets: CODER_VERSION is what picks it.
-	_, coderVersion, _ := strings.Cut(images.coder, ":")
-	h.mustDocker(d, "tag", images.coder, "ghcr.io/coder/coder:"+coderVersion)
-	stackBridge := d.bridge + "c"
+	_, s.coderVersion, _ = strings.Cut(images.coder, ":")
+	h.mustDocker(d, "tag", coderImage, "ghcr.io/coder/coder:"+s.coderVersion)
+	s.bridge = d.bridge + "c"
 	writeFile(t, filepath.Join(s.tree, "compose", "compose.override.yaml"), fmt.Sprintf(`# Test only (e2e/compose_test.go): local stand-ins for the images the stack
 # names, which cannot be pulled here, and the stack's network on a bridge
 # whose name the harness's firewall rules cover (%s+).
@@ -244,7 +265,7 @@ networks:
       com.docker.network.bridge.name: %s
       # Published ports on a user network otherwise bind every address.
       com.docker.network.bridge.host_binding_ipv4: %s
-`, d.bridge, images.postgres, images.caddy, stackBridge, d.gateway))
+`, d.bridge, images.postgres, images.caddy, s.bridge, d.gateway))
 
 	socket := strings.TrimPrefix(d.host, "unix://")
 	fi, err := os.Stat(socket)
@@ -253,25 +274,22 @@ networks:
 	}
 	gid := fi.Sys().(*syscall.Stat_t).Gid
 	coderPublish := fmt.Sprintf("%s:%d", d.gateway, freePortOn(t, d.gateway))
-	env := strings.Join([]string{
+	s.envText = strings.Join([]string{
 		"# Test only (e2e/compose_test.go).",
 		"CODER_ACCESS_URL=https://" + stackHost,
-		"CODER_VERSION=" + coderVersion,
+		"CODER_VERSION=" + s.coderVersion,
 		"CODER_PUBLISH=" + coderPublish,
 		"POSTGRES_PASSWORD=" + randomHex(t, 16),
 		fmt.Sprintf("DOCKER_GROUP_ID=%d", gid),
 		"DOCKER_SOCKET=" + socket,
-		"EGOENGINE_OP_SERVICE_ACCOUNT_TOKEN=" + h.token,
 		"COMPOSE_PROFILES=tls",
 		"CADDY_TLS=internal",
 		"CADDY_HTTP_PUBLISH=" + d.gateway + ":80",
 		"CADDY_HTTPS_PUBLISH=" + d.gateway + ":443",
 	}, "\n") + "\n"
 
-	// Whatever happens, the stack and the workspaces it made leave the
-	// engine (the next test checks the engine is empty).
 	t.Cleanup(func() {
-		_ = os.WriteFile(s.env, []byte(env), 0o600)
+		_ = os.WriteFile(s.env, []byte(s.envText), 0o600)
 		if t.Failed() {
 			s.saveLogs()
 			t.Logf("coder's log (tail):\n%s", h.masked(readTail(h.serverLog)))
@@ -288,6 +306,126 @@ networks:
 			}
 		}
 	})
+}
+
+// checkBlanksKeepDefaults: compose.yaml passes each Coder setting from .env
+// with a default of its own (${NAME:-default}), because Coder takes an empty
+// variable as an empty value, not as unset. For every such setting .env
+// leaves out, the running Coder (its deployment config, as an owner reads
+// it) has that value, and where compose.yaml's default is empty, Coder's own
+// default is empty too: a blank never replaces one of Coder's defaults (an
+// empty CODER_OIDC_SCOPES once made every OIDC sign-in fail).
+func (s *stack) checkBlanksKeepDefaults(t *testing.T) {
+	t.Helper()
+	yaml, err := os.ReadFile(filepath.Join(s.tree, "compose", "compose.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cfg struct {
+		Options []struct {
+			Env     string          `json:"env"`
+			Default string          `json:"default"`
+			Value   json.RawMessage `json:"value"`
+		} `json:"options"`
+	}
+	s.h.apiJSON("/api/v2/deployment/config", &cfg)
+	text := func(raw json.RawMessage) string {
+		var str string
+		var list []string
+		switch {
+		case len(raw) == 0 || string(raw) == "null":
+			return ""
+		case json.Unmarshal(raw, &str) == nil:
+			return str
+		case json.Unmarshal(raw, &list) == nil:
+			return strings.Join(list, ",")
+		}
+		return string(raw)
+	}
+	n := 0
+	for _, m := range regexp.MustCompile(`(?m)^\s+(CODER_[A-Z0-9_]+):\s*\$\{([A-Z0-9_]+):-([^}]*)\}\s*$`).FindAllStringSubmatch(string(yaml), -1) {
+		name, from, def := m[1], m[2], m[3]
+		if strings.Contains("\n"+s.envText, "\n"+from+"=") {
+			continue // set by the test's .env
+		}
+		found := false
+		for _, o := range cfg.Options {
+			if o.Env != name {
+				continue
+			}
+			found, n = true, n+1
+			switch got := text(o.Value); {
+			case def == "" && o.Default != "":
+				t.Errorf("compose.yaml gives %s an empty default, which replaces Coder's default %q (running value %q): write ${%s:-%s}", name, o.Default, got, from, o.Default)
+			case got != def:
+				t.Errorf("%s: Coder runs with %q, compose.yaml's default is %q", name, got, def)
+			}
+		}
+		if !found {
+			t.Errorf("compose.yaml sets %s, which Coder's deployment config does not know", name)
+		}
+	}
+	if n == 0 {
+		t.Error("found no Coder setting with a default in compose.yaml: the check checks nothing")
+	}
+}
+
+// writeEnv writes s.envText as compose/.env.
+func (s *stack) writeEnv() {
+	if err := os.WriteFile(s.env, []byte(s.envText), 0o600); err != nil {
+		s.h.t.Fatal(err)
+	}
+}
+
+// caddyRoot waits for Caddy's local CA and returns its root (PEM), which it
+// also writes to caFile; from then on the test's client (h.client, h.url)
+// reaches Coder through Caddy trusting that root alone, and the coder CLI
+// runs in a mount namespace whose /etc/hosts maps the access URL's host to
+// the bridge (h.cliWrap), trusting the same root (h.cliEnv).
+func (s *stack) caddyRoot(t *testing.T, caFile string) []byte {
+	h := s.h
+	var caPEM []byte
+	deadline := time.Now().Add(time.Minute)
+	for {
+		out, _, code := s.sh(time.Minute, "scripts/compose.sh exec -T caddy cat /data/caddy/pki/authorities/local/root.crt")
+		if code == 0 && strings.Contains(out, "BEGIN CERTIFICATE") {
+			caPEM = []byte(out)
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("Caddy made no local CA within a minute (exit %d)", code)
+		}
+		time.Sleep(time.Second)
+	}
+	writeFile(t, caFile, string(caPEM))
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(caPEM) {
+		t.Fatal("Caddy's root.crt holds no certificate")
+	}
+	h.client = s.client(pool)
+	h.url = "https://" + stackHost
+	hosts := filepath.Join(h.runDir, "hosts")
+	writeFile(t, hosts, "127.0.0.1 localhost\n::1 localhost\n"+s.d.gateway+" "+stackHost+"\n")
+	h.cliWrap = []string{"unshare", "--mount", "--propagation", "private"}
+	if os.Geteuid() != 0 {
+		h.cliWrap = append(h.cliWrap, "--map-root-user")
+	}
+	h.cliWrap = append(h.cliWrap, "--", "sh", "-c", `mount --bind "$0" /etc/hosts && exec "$@"`, hosts)
+	h.cliEnv = []string{"SSL_CERT_FILE=" + caFile}
+	return caPEM
+}
+
+func TestComposeStack(t *testing.T) {
+	d := dockerFromEnv(t)
+	images := stackFromEnv(t)
+	h := newHarnessIn(t, "s")
+	t.Cleanup(h.checkNothingLeft)
+	h.startService()
+	h.svc.AddVault(opservice.Vault{Name: "egoengine", Items: []opservice.Item{codexItem(secretV1)}})
+	opAddr := h.forward(d.gateway, h.svc.Addr())
+	s := newStack(h, d)
+	s.prepare(images, images.coder)
+	coderVersion, stackBridge := s.coderVersion, s.bridge
 
 	step(t, "missing values in .env stop compose.sh up, and the real Compose names them too", func(t *testing.T) {
 		if err := os.WriteFile(s.env, []byte("CODER_ACCESS_URL=https://"+stackHost+"\n"), 0o600); err != nil {
@@ -313,15 +451,28 @@ networks:
 		}
 	})
 
-	if err := os.WriteFile(s.env, []byte(env), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	s.writeEnv()
 
 	step(t, "compose.sh up: every service healthy, on the run's own bridge", func(t *testing.T) {
 		t0 := time.Now()
 		out := s.must(t, 8*time.Minute, "scripts/compose.sh up")
 		t.Logf("compose.sh up took %s: %s", time.Since(t0).Round(time.Millisecond), strings.TrimSpace(out))
 		s.checkHealthy(t, "coder", "database", "caddy")
+		// The database is the major release compose.yaml ships, so that the
+		// backup and restore below are proven on it.
+		yaml, err := os.ReadFile(filepath.Join(s.tree, "compose", "compose.yaml"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		pinned := regexp.MustCompile(`(?m)^\s*image:\s*postgres:(\d+)\.`).FindSubmatch(yaml)
+		version := strings.TrimSpace(s.must(t, time.Minute, "scripts/compose.sh exec -T database psql --username coder --dbname coder -tAc 'show server_version'"))
+		if pinned == nil {
+			t.Errorf("compose.yaml pins no postgres:MAJOR.MINOR image")
+		} else if !strings.HasPrefix(version, string(pinned[1])+".") {
+			t.Errorf("the stack's database is PostgreSQL %q; compose.yaml pins major release %s", version, pinned[1])
+		} else {
+			t.Logf("the stack's database: PostgreSQL %s (compose.yaml ships %s)", version, pinned[1])
+		}
 		if img := s.services(t)["coder"].Image; img != "ghcr.io/coder/coder:"+coderVersion {
 			t.Errorf("coder runs %q, want ghcr.io/coder/coder:%s (CODER_VERSION in .env)", img, coderVersion)
 		}
@@ -340,41 +491,7 @@ networks:
 	var caPEM []byte
 	caFile := filepath.Join(h.runDir, "caddy-root.pem")
 	step(t, "Coder answers through Caddy over HTTPS, verified against Caddy's local CA", func(t *testing.T) {
-		deadline := time.Now().Add(time.Minute)
-		for {
-			out, _, code := s.sh(time.Minute, "scripts/compose.sh exec -T caddy cat /data/caddy/pki/authorities/local/root.crt")
-			if code == 0 && strings.Contains(out, "BEGIN CERTIFICATE") {
-				caPEM = []byte(out)
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("Caddy made no local CA within a minute (exit %d)", code)
-			}
-			time.Sleep(time.Second)
-		}
-		writeFile(t, caFile, string(caPEM))
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(caPEM) {
-			t.Fatal("Caddy's root.crt holds no certificate")
-		}
-		// The host name goes to the bridge's address, where Caddy's ports
-		// are published: no DNS, no /etc/hosts of this machine.
-		dial := func(ctx context.Context, network, addr string) (net.Conn, error) {
-			host, port, err := net.SplitHostPort(addr)
-			if err != nil || host != stackHost {
-				return nil, fmt.Errorf("the test reaches only %s, not %s", stackHost, addr)
-			}
-			return (&net.Dialer{Timeout: 10 * time.Second}).DialContext(ctx, network, net.JoinHostPort(d.gateway, port))
-		}
-		client := func(roots *x509.CertPool) *http.Client {
-			return &http.Client{
-				Transport: &http.Transport{DialContext: dial, TLSClientConfig: &tls.Config{RootCAs: roots}, ForceAttemptHTTP2: true},
-				// Redirects are checked, not followed.
-				CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
-			}
-		}
-		h.client = client(pool)
-		h.url = "https://" + stackHost
+		caPEM = s.caddyRoot(t, caFile)
 		resp, err := h.client.Get(h.url + "/healthz")
 		if err != nil {
 			t.Fatalf("GET %s/healthz through Caddy: %v", h.url, err)
@@ -388,7 +505,7 @@ networks:
 			t.Errorf("the certificate names %v, issued by %q; want %s from Caddy's local CA", leaf.DNSNames, leaf.Issuer.CommonName, stackHost)
 		}
 		// The check can fail: without Caddy's CA the same request is refused.
-		if _, err := client(x509.NewCertPool()).Get(h.url + "/healthz"); err == nil || !strings.Contains(err.Error(), "certificate") {
+		if _, err := s.client(x509.NewCertPool()).Get(h.url + "/healthz"); err == nil || !strings.Contains(err.Error(), "certificate") {
 			t.Errorf("a client that does not trust Caddy's CA got through: %v", err)
 		}
 		// Plain HTTP is sent to HTTPS.
@@ -402,22 +519,29 @@ networks:
 		}
 	})
 
-	// The coder CLI (and push-templates.sh, which calls it) runs in a mount
-	// namespace of its own whose /etc/hosts maps the access URL's host to
-	// the bridge, and trusts Caddy's CA only.
-	hosts := filepath.Join(h.runDir, "hosts")
-	writeFile(t, hosts, "127.0.0.1 localhost\n::1 localhost\n"+d.gateway+" "+stackHost+"\n")
-	h.cliWrap = []string{"unshare", "--mount", "--propagation", "private"}
-	if os.Geteuid() != 0 {
-		h.cliWrap = append(h.cliWrap, "--map-root-user")
-	}
-	h.cliWrap = append(h.cliWrap, "--", "sh", "-c", `mount --bind "$0" /etc/hosts && exec "$@"`, hosts)
-	h.cliEnv = []string{"SSL_CERT_FILE=" + caFile}
-
-	step(t, "the first user is created through Caddy", func(t *testing.T) {
+	step(t, "the first user is created through Caddy and stores the token as a user secret", func(t *testing.T) {
 		h.login()
 		if names := h.userNames(); !slices.Equal(names, []string{adminUser}) {
 			t.Errorf("users: %v, want only %s", names, adminUser)
+		}
+		s.checkBlanksKeepDefaults(t)
+		// The recommended path (docs/operations.md): .env has no token.
+		ops, err := os.ReadFile(filepath.Join(s.tree, "docs", "operations.md"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(string(ops), userSecretCreate) {
+			t.Errorf("docs/operations.md does not give the command the test runs: %s", userSecretCreate)
+		}
+		h.storeToken(h.token)
+		var secrets []struct {
+			Name    string `json:"name"`
+			EnvName string `json:"env_name"`
+			Enabled bool   `json:"enabled"`
+		}
+		h.apiJSON("/api/v2/users/"+adminUser+"/secrets", &secrets)
+		if len(secrets) != 1 || secrets[0].Name != userSecretName || secrets[0].EnvName != "OP_SERVICE_ACCOUNT_TOKEN" || !secrets[0].Enabled {
+			t.Errorf("the owner's secrets: %+v, want %s enabled with env OP_SERVICE_ACCOUNT_TOKEN", secrets, userSecretName)
 		}
 	})
 
@@ -455,7 +579,7 @@ networks:
 	var ag agent
 	var c string
 	secretPath := "/home/joshsymonds/.codex/auth.json"
-	step(t, "a workspace built by the compose Coder through the mounted socket: agent connected, the token reaches egoagent only", func(t *testing.T) {
+	step(t, "a workspace built by the compose Coder through the mounted socket: agent connected, the user secret reaches egoagent only", func(t *testing.T) {
 		t0 := time.Now()
 		if _, err := h.coder(5*time.Minute, "create", ws, "--template", "egoengine-shell", "--yes"); err != nil {
 			s.saveLogs()
@@ -479,6 +603,35 @@ networks:
 		h.checkContainerSecret(t, d, c, secretPath, secretV1)
 		h.checkSignedIn(t)
 		s.saveLogs()
+		h.checkDockerToken(t, d, ws, c)
+	})
+
+	step(t, "rotation: the owner updates the user secret and restarts; the old token revoked changes nothing", func(t *testing.T) {
+		old, rotated := h.token, h.svc.NewToken()
+		h.storeToken(rotated)
+		if _, err := h.coder(5*time.Minute, "restart", ws, "--yes"); err != nil {
+			t.Fatal(err)
+		}
+		w, ag = h.waitReady(ws, 4*time.Minute)
+		c = h.containerOf(d, w.ID)
+		signedOld := h.svc.SignIns(old)
+		if n := h.svc.SignIns(rotated); n == 0 {
+			t.Errorf("no sign-in with the new token after the restart")
+		}
+		h.svc.Revoke(old)
+		signedNew := h.svc.SignIns(rotated)
+		h.svc.PutItem("egoengine", codexItem(secretV2))
+		out, err := h.coder(2*time.Minute, "ssh", ws, "--", "egoagent", "refresh")
+		if err != nil || !strings.Contains(out, "codex: fresh (written)") {
+			t.Fatalf("egoagent refresh with the old token revoked: %v: %s", err, h.masked(out))
+		}
+		if n := h.svc.SignIns(old); n != signedOld {
+			t.Errorf("the old token signed in %d times after the restart", n-signedOld)
+		}
+		if n := h.svc.SignIns(rotated); n <= signedNew {
+			t.Errorf("the refresh did not sign in with the new token")
+		}
+		h.checkContainerSecret(t, d, c, secretPath, secretV2)
 		h.checkDockerToken(t, d, ws, c)
 	})
 
@@ -546,7 +699,87 @@ networks:
 			t.Errorf("the user made after the backup is there: the restore did not replace the database")
 		}
 		w, ag = h.waitReady(ws, 3*time.Minute)
-		h.checkContainerSecret(t, d, c, secretPath, secretV1)
+		h.checkContainerSecret(t, d, c, secretPath, secretV2)
+	})
+
+	step(t, "ACME through a real server: Caddy gets Coder's certificate from Pebble by a real challenge and keeps it across down and up", func(t *testing.T) {
+		p := h.startPebble(mustEnv(t, "E2E_PEBBLE", "Pebble, the ACME test server (scripts/e2e.sh)"), d.gateway, h.cliWrap)
+		// As docs/operations.md tells a user of a private ACME CA: its
+		// root beside the Caddyfile, the directory and the root in .env.
+		writeFile(t, filepath.Join(s.tree, "compose", "caddy", "acme-ca-root.pem"), string(p.tlsRoot))
+		acmeEnv := strings.Replace(s.envText, "CADDY_TLS=internal\n", "CADDY_TLS=acme\nCADDY_ACME_CA="+p.dir+"\nCADDY_ACME_CA_ROOT=/etc/caddy/acme-ca-root.pem\n", 1)
+		if acmeEnv == s.envText {
+			t.Fatal("the test's .env has no CADDY_TLS=internal to replace")
+		}
+		s.envText = acmeEnv
+		s.writeEnv()
+		t0 := time.Now()
+		s.must(t, 8*time.Minute, "scripts/compose.sh up")
+		pebbleRoots := x509.NewCertPool()
+		if !pebbleRoots.AppendCertsFromPEM(p.root) {
+			t.Fatal("pebble's root is no certificate")
+		}
+		// Trusting Pebble's root alone: Caddy's answer is the first sign
+		// that the order went through.
+		serving := func(what string) *x509.Certificate {
+			t.Helper()
+			deadline := time.Now().Add(3 * time.Minute)
+			for {
+				resp, err := s.client(pebbleRoots).Get(h.url + "/healthz")
+				if err == nil {
+					resp.Body.Close()
+					if resp.StatusCode == http.StatusOK {
+						return resp.TLS.PeerCertificates[0]
+					}
+					err = fmt.Errorf("%s", resp.Status)
+				}
+				if time.Now().After(deadline) {
+					s.saveLogs()
+					t.Fatalf("%s: Coder not served with a certificate from Pebble within 3 minutes: %v\npebble's log:\n%s", what, err, readTail(p.log))
+				}
+				time.Sleep(time.Second)
+			}
+		}
+		leaf := serving("after up")
+		t.Logf("a certificate from Pebble %s after compose.sh up: %v, issued by %q, serial %x", time.Since(t0).Round(time.Millisecond), leaf.DNSNames, leaf.Issuer.CommonName, leaf.SerialNumber)
+		if !slices.Contains(leaf.DNSNames, stackHost) || !strings.Contains(leaf.Issuer.CommonName, "Pebble") {
+			t.Errorf("the certificate names %v, issued by %q; want %s from Pebble", leaf.DNSNames, leaf.Issuer.CommonName, stackHost)
+		}
+		if n := p.issued(t); n != 1 {
+			t.Errorf("pebble issued %d certificates, want 1", n)
+		}
+		// Pebble's own words for a challenge it checked (by connecting to
+		// the published port 80 for HTTP-01, which it logs, or 443 for
+		// TLS-ALPN-01, which it does not), and its word that it checks for
+		// real.
+		if b, err := os.ReadFile(p.log); err == nil && (!strings.Contains(string(b), "set VALID by completed challenge") || strings.Contains(string(b), "VA always returns valid")) {
+			t.Errorf("pebble's log shows no challenge validated; its end:\n%s", tail(string(b), 2000))
+		} else if err == nil {
+			t.Logf("challenge: %s", regexp.MustCompile(`Attempting to validate w/ \S+`).FindString(string(b)))
+		}
+		// The broken copies: a client trusting Caddy's local CA (the
+		// stack's root until now) or nothing is refused.
+		local := x509.NewCertPool()
+		local.AppendCertsFromPEM(caPEM)
+		for name, roots := range map[string]*x509.CertPool{"Caddy's local CA": local, "no root": x509.NewCertPool()} {
+			if _, err := s.client(roots).Get(h.url + "/healthz"); err == nil || !strings.Contains(err.Error(), "certificate") {
+				t.Errorf("a client trusting %s got through: %v", name, err)
+			}
+		}
+
+		// down and up: the certificate comes from Caddy's volume.
+		s.must(t, 3*time.Minute, "scripts/compose.sh down")
+		s.must(t, 8*time.Minute, "scripts/compose.sh up")
+		again := serving("after down and up")
+		if again.SerialNumber.Cmp(leaf.SerialNumber) != 0 {
+			t.Errorf("after down and up Caddy serves serial %x, was %x: a new certificate", again.SerialNumber, leaf.SerialNumber)
+		}
+		if n := p.issued(t); n != 1 {
+			t.Errorf("after down and up pebble has issued %d certificates, want still 1", n)
+		}
+		// From here on the test and the CLI trust Pebble's root.
+		writeFile(t, caFile, string(p.root))
+		h.client = s.client(pebbleRoots)
 	})
 
 	step(t, "delete, then down --volumes: nothing of the run is left in the engine", func(t *testing.T) {

@@ -319,11 +319,14 @@ func (h *harness) inVolume(d dockerRun, tag, volume, path string) (string, error
 // Codex item) relayed onto the bridge, PostgreSQL, and a Coder that listens
 // on the bridge's address (this host's: the containers reach it there, the
 // CLI and the test too) and serves its own binary as the agent; then the
-// run image imageRepo:tag, the stand-in plus the service's address.
-func newDockerHarness(t *testing.T, d dockerRun, sub string) (h *harness, tag string) {
+// run image imageRepo:tag, the stand-in plus the service's address. The
+// token reaches workspaces as TF_VAR_op_service_account_token, or with
+// viaUserSecret only as the owner's Coder user secret.
+func newDockerHarness(t *testing.T, d dockerRun, sub string, viaUserSecret bool) (h *harness, tag string) {
 	h = newHarnessIn(t, sub)
 	h.listenHost = d.gateway
 	h.agentBinaries = true
+	h.noTFVar = viaUserSecret
 	t.Cleanup(h.checkNothingLeft)
 
 	h.startService()
@@ -332,6 +335,9 @@ func newDockerHarness(t *testing.T, d dockerRun, sub string) (h *harness, tag st
 	h.startPostgres()
 	h.startCoder()
 	h.login()
+	if viaUserSecret {
+		h.storeToken(h.token)
+	}
 
 	t0 := time.Now()
 	tag = "e2e-" + h.runID[:8]
@@ -343,7 +349,7 @@ func newDockerHarness(t *testing.T, d dockerRun, sub string) (h *harness, tag st
 func TestDockerWorkspace(t *testing.T) {
 	d := dockerFromEnv(t)
 	// A folder of its own in the run's: TestEndToEnd runs in the same one.
-	h, tag := newDockerHarness(t, d, "k")
+	h, tag := newDockerHarness(t, d, "k", false)
 	const tmpl = "egoengine-shell"
 	stage := h.stageShell(tmpl, nil)
 	h.pushShell(d, tmpl, stage, tag)
@@ -628,6 +634,26 @@ func TestDockerWorkspace(t *testing.T) {
 		h.deleteNow(name)
 	})
 
+	step(t, "a user secret beside the Terraform variable: the user secret wins from the next start", func(t *testing.T) {
+		// A second token of the same service account, as the owner's
+		// user secret; the server still gives the first as TF_VAR_.
+		second := h.svc.NewToken()
+		h.storeToken(second)
+		if _, err := h.coder(5*time.Minute, "restart", ws, "--yes"); err != nil {
+			t.Fatal(err)
+		}
+		w, ag = h.waitReady(ws, 4*time.Minute)
+		c = h.containerOf(d, w.ID)
+		if timing := h.scriptTiming(w.LatestBuild.ID, "egoagent"); timing.Status != "ok" || timing.ExitCode != 0 {
+			t.Errorf("egoagent start script after the restart: %q exit %d", timing.Status, timing.ExitCode)
+		}
+		if n := h.svc.SignIns(second); n == 0 {
+			t.Errorf("no sign-in with the user secret's token after the restart")
+		}
+		h.checkContainerSecret(t, d, c, secretPath, secretV2)
+		h.checkDockerToken(t, d, ws, c)
+	})
+
 	step(t, "delete: the container and the volume are gone, nothing of the run is left in the engine", func(t *testing.T) {
 		h.deleteNow(ws)
 		h.checkEngineEmpty(t, d)
@@ -733,25 +759,34 @@ func (h *harness) checkContainerSecret(t *testing.T, d dockerRun, c, path, want 
 	}
 }
 
-// checkDockerToken: the token Coder got only as TF_VAR_ is in the
-// container's environment and the daemon's, in no file of the container,
-// in none of Coder's API answers but the build's Terraform state (where
-// docker_container.env puts it, as docs/templates.md says), not in the
-// container's output nor the agent's logs.
+// checkDockerToken: the token egoagent is to run with (h.token) is the
+// daemon's. The container's configuration holds the token given as TF_VAR_
+// once, or none when there is none: the user secret never reaches it. No
+// file of the container holds any token of the run, nor the container's
+// output, the agent's logs or any of Coder's API answers but the build's
+// Terraform state, and the state holds only the TF_VAR_ token (where
+// docker_container.env puts it, as docs/templates.md says), never the
+// user secret.
 func (h *harness) checkDockerToken(t *testing.T, d dockerRun, ws, c string) {
 	t.Helper()
 	var env []string
 	if err := json.Unmarshal([]byte(h.mustDocker(d, "inspect", "-f", "{{json .Config.Env}}", c)), &env); err != nil {
 		t.Fatal(err)
 	}
-	n := 0
+	n, other := 0, 0
 	for _, kv := range env {
-		if kv == "OP_SERVICE_ACCOUNT_TOKEN="+h.token {
+		switch {
+		case h.tfVarToken != "" && kv == "OP_SERVICE_ACCOUNT_TOKEN="+h.tfVarToken:
 			n++
+		case strings.HasPrefix(kv, "OP_SERVICE_ACCOUNT_TOKEN="):
+			other++
 		}
 	}
-	if n != 1 {
-		t.Errorf("the container's environment holds OP_SERVICE_ACCOUNT_TOKEN with the server's token %d times, want once", n)
+	if want := min(len(h.tfVarToken), 1); n != want || other != 0 {
+		t.Errorf("the container's configuration holds OP_SERVICE_ACCOUNT_TOKEN with the TF_VAR_ token %d times and another value %d times, want %d and 0", n, other, want)
+	}
+	if where, found := leakIn("docker inspect", []byte(h.mustDocker(d, "inspect", c)), h.secretsBut(h.tfVarToken)...); found {
+		t.Errorf("token leaked: %s", where)
 	}
 	// The daemon's environment, read in the container as its user (the
 	// pid daemon.json names, as the container sees it); never printed.
@@ -766,7 +801,7 @@ func (h *harness) checkDockerToken(t *testing.T, d dockerRun, ws, c string) {
 		}
 	}
 	if got != h.token {
-		t.Errorf("egoagent's daemon has an OP_SERVICE_ACCOUNT_TOKEN of %d characters, want the server's token", len(got))
+		t.Errorf("egoagent's daemon has an OP_SERVICE_ACCOUNT_TOKEN of %d characters, want the %s (%d characters)", len(got), h.tokenSource(), len(h.token))
 	}
 
 	// No file in the container holds it; the search is shown to find it.
@@ -808,12 +843,20 @@ func (h *harness) checkDockerToken(t *testing.T, d dockerRun, ws, c string) {
 			t.Errorf("token leaked: %s", where)
 		}
 	}
-	// The state is where the real template's docker_container.env puts it,
-	// readable by template admins (docs/templates.md): shown, not hidden.
+	// The state is where the real template's docker_container.env puts the
+	// TF_VAR_ token, readable by template admins (docs/templates.md):
+	// shown, not hidden. Nothing else of any token is there.
 	if body, err := h.api("/api/v2/workspacebuilds/" + wsv.LatestBuild.ID + "/state"); err != nil {
 		t.Error(err)
-	} else if _, found := leakIn("state", body, h.token); !found {
-		t.Errorf("the build's Terraform state does not hold the token: docker_container.env no longer carries it, or the search is broken")
+	} else {
+		if h.tfVarToken != "" {
+			if _, found := leakIn("state", body, h.tfVarToken); !found {
+				t.Errorf("the build's Terraform state does not hold the TF_VAR_ token: docker_container.env no longer carries it, or the search is broken")
+			}
+		}
+		if where, found := leakIn("state", body, h.secretsBut(h.tfVarToken)...); found {
+			t.Errorf("token leaked: %s", where)
+		}
 	}
 	if _, _, seen, _ := h.watchMetadata(ag.ID, "3_egoagent", 2*time.Second, func(string) bool { return false }); len(seen) > 0 {
 		if where, found := leakIn("watch-metadata", []byte(strings.Join(seen, "\n")), h.tokenSecrets...); found {
@@ -825,6 +868,30 @@ func (h *harness) checkDockerToken(t *testing.T, d dockerRun, ws, c string) {
 	} else if where, found := leakIn(h.serverLog, b, h.tokenSecrets...); found {
 		t.Errorf("token leaked: %s", where)
 	}
+}
+
+// secretsBut is every token secret of the run but those of token (none for
+// ""): what no place may show even where token is expected.
+func (h *harness) secretsBut(token string) []string {
+	if token == "" {
+		return h.tokenSecrets
+	}
+	skip := h.svc.TokenSecretsOf(token)
+	var out []string
+	for _, s := range h.tokenSecrets {
+		if !slices.Contains(skip, s) && s != strings.TrimPrefix(token, "ops_") {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// tokenSource names where h.token came from, for messages.
+func (h *harness) tokenSource() string {
+	if h.userToken != "" {
+		return "owner's user secret " + userSecretName
+	}
+	return "server's TF_VAR_" + tokenVariable
 }
 
 // runAsRoot runs a command as root: as it is when this is root, else

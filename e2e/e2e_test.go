@@ -715,5 +715,7 @@ func (h *harness) apiViews(name string, ws workspace) []string {
 		"/api/v2/templateversions/" + tv + "/variables",
 		"/api/v2/templateversions/" + tv + "/resources",
 		"/api/v2/templateversions/" + tv + "/logs",
+		// The owner's user secrets: names and targets, never values.
+		"/api/v2/users/" + adminUser + "/secrets",
 	}
 }

@@ -258,7 +258,8 @@ func TestEnvbuilderWorkspace(t *testing.T) {
 	d := dockerFromEnv(t)
 	envbuilderBin := mustEnv(t, "E2E_ENVBUILDER", "the envbuilder binary (scripts/e2e.sh build-envbuilder)")
 	version := strings.TrimPrefix(mustEnv(t, "E2E_ENVBUILDER_VERSION", "envbuilder's release"), "v")
-	h, tag := newDockerHarness(t, d, "b")
+	// The token only as the owner's user secret: the server has no TF_VAR_.
+	h, tag := newDockerHarness(t, d, "b", true)
 
 	// Everything the workspace's build pulls or clones is served on the
 	// bridge's address: the container reaches it there, and so do the

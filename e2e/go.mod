@@ -1,6 +1,6 @@
 module github.com/veraticus/egoengine/e2e
 
-go 1.24.0
+go 1.26.0
 
 // The local stand-in for the 1Password service (a test-only package of the
 // repository's module, internal/secrets/source/onepassword/opservice), which the
@@ -14,5 +14,34 @@ require github.com/veraticus/egoengine v0.0.0
 // its provider talk to registries with). In the test's process, it needs no
 // build of a registry binary and no process to manage.
 require github.com/google/go-containerregistry v0.20.6
+
+// zitadel/oidc's example OpenID provider (its provider and storage
+// packages; the library is OpenID Foundation certified): the real provider
+// TestComposeOIDC signs in through, in the test's process like the
+// registry. golang.org/x/text for its users' language tag. It needs Go 1.26.
+require (
+	github.com/zitadel/oidc/v3 v3.52.0
+	golang.org/x/text v0.43.0
+)
+
+require (
+	github.com/bmatcuk/doublestar/v4 v4.10.4 // indirect
+	github.com/cespare/xxhash/v2 v2.3.0 // indirect
+	github.com/go-chi/chi/v5 v5.5.0 // indirect
+	github.com/go-jose/go-jose/v4 v4.1.9 // indirect
+	github.com/go-logr/logr v1.4.4 // indirect
+	github.com/go-logr/stdr v1.2.2 // indirect
+	github.com/google/uuid v1.6.0 // indirect
+	github.com/gorilla/securecookie v1.1.2 // indirect
+	github.com/muhlemmer/gu v0.3.1 // indirect
+	github.com/muhlemmer/httpforwarded v0.1.0 // indirect
+	github.com/rs/cors v1.11.1 // indirect
+	github.com/zitadel/schema v1.3.2 // indirect
+	go.opentelemetry.io/auto/sdk v1.2.1 // indirect
+	go.opentelemetry.io/otel v1.46.0 // indirect
+	go.opentelemetry.io/otel/metric v1.46.0 // indirect
+	go.opentelemetry.io/otel/trace v1.46.0 // indirect
+	golang.org/x/oauth2 v0.38.0 // indirect
+)
 
 replace github.com/veraticus/egoengine => ../

@@ -61,11 +61,19 @@ type harness struct {
 	// certificate, which that helper trusts.
 	svc     *opservice.Service
 	svcCert string
-	// token is the service-account token svc minted: given to Coder only
-	// as TF_VAR_op_service_account_token, searched for everywhere, together
-	// with the secrets inside it (tokenSecrets).
+	// token is the service-account token the workspace's egoagent is to
+	// run with: the owner's user secret (userToken) when there is one, as
+	// Coder's agent lets it override the container's environment, else the
+	// token given as TF_VAR_op_service_account_token (tfVarToken). Every
+	// token of the run is searched for everywhere, together with the
+	// secrets inside it (tokenSecrets).
 	token        string
+	tfVarToken   string
+	userToken    string
 	tokenSecrets []string
+	// noTFVar starts Coder without TF_VAR_op_service_account_token: the
+	// token reaches workspaces only as the owner's user secret.
+	noTFVar bool
 
 	pgBin  string
 	pgData string
@@ -184,11 +192,19 @@ func (h *harness) childEnv(extra ...string) []string {
 // run runs a command to completion within timeout and returns its stdout;
 // on failure the error carries stderr.
 func (h *harness) run(timeout time.Duration, env []string, name string, args ...string) (string, error) {
+	return h.runInput("", timeout, env, name, args...)
+}
+
+// runInput is run with stdin ("": none, /dev/null).
+func (h *harness) runInput(stdin string, timeout time.Duration, env []string, name string, args ...string) (string, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, name, args...)
 	cmd.Env = env
 	cmd.Dir = h.runDir
+	if stdin != "" {
+		cmd.Stdin = strings.NewReader(stdin)
+	}
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	cmd.WaitDelay = 5 * time.Second
@@ -228,33 +244,69 @@ func (h *harness) startService() {
 	// Each Token is minted anew (a fresh throttle seed): this one is the
 	// token of the run.
 	h.token = svc.Token()
-	body := strings.TrimPrefix(h.token, "ops_")
-	creds, err := base64.RawStdEncoding.DecodeString(body)
-	if err != nil || body == h.token {
-		t.Fatalf("the service minted a token of an unexpected shape (%d characters): %v", len(h.token), err)
-	}
-	// The secrets inside it (secret key, SRP x, unlock key) are searched for
-	// too: a view that showed the decoded token would show them.
-	h.tokenSecrets = []string{h.token, body}
-	all := svc.TokenSecrets()
-	for _, s := range all {
-		if strings.HasPrefix(s, "ops_") || slices.Contains(all, "ops_"+s) {
-			continue // another minting of the token, or its body
-		}
-		if !bytes.Contains(creds, []byte(s)) {
-			t.Fatalf("a secret the service names (%d characters) is not in the token it minted", len(s))
-		}
-		h.tokenSecrets = append(h.tokenSecrets, s)
-	}
-	if len(h.tokenSecrets) < 4 {
-		t.Fatalf("the service names %d secrets inside its token, want at least 2", len(h.tokenSecrets)-2)
-	}
+	h.addToken(h.token)
 	// Public: the certificate the tagged helper trusts, nothing else.
 	h.svcCert = filepath.Join(h.runDir, "op", "service.pem")
 	if err := os.WriteFile(h.svcCert, svc.CertPEM(), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	t.Logf("1Password service: %s (host %s), a token of %d characters", svc.Addr(), svc.Host, len(h.token))
+}
+
+// addToken adds a token of the run's service, and the secrets inside it, to
+// what the leak searches look for.
+func (h *harness) addToken(token string) {
+	t := h.t
+	body := strings.TrimPrefix(token, "ops_")
+	creds, err := base64.RawStdEncoding.DecodeString(body)
+	if err != nil || body == token {
+		t.Fatalf("the service minted a token of an unexpected shape (%d characters): %v", len(token), err)
+	}
+	// The secrets inside it (secret key, SRP x, unlock key) are searched for
+	// too: a view that showed the decoded token would show them.
+	mine := []string{token, body}
+	all := h.svc.TokenSecretsOf(token)
+	for _, s := range all {
+		if strings.HasPrefix(s, "ops_") || slices.Contains(all, "ops_"+s) {
+			continue // the token, or its body
+		}
+		if !bytes.Contains(creds, []byte(s)) {
+			t.Fatalf("a secret the service names (%d characters) is not in the token it minted", len(s))
+		}
+		mine = append(mine, s)
+	}
+	if len(mine) < 4 {
+		t.Fatalf("the service names %d secrets inside its token, want at least 2", len(mine)-2)
+	}
+	for _, s := range mine {
+		if !slices.Contains(h.tokenSecrets, s) {
+			h.tokenSecrets = append(h.tokenSecrets, s)
+		}
+	}
+}
+
+// userSecretName and userSecretCreate are what docs/operations.md tells
+// the owner to run, and what egoagent's "no token" message names.
+const (
+	userSecretName   = "op-token"
+	userSecretCreate = "coder secret create " + userSecretName + " --env OP_SERVICE_ACCOUNT_TOKEN"
+)
+
+// storeToken makes token the signed-in owner's user secret, created as
+// docs/operations.md writes it or updated (rotation), the value on stdin,
+// never an argument. It becomes the token egoagent runs with from the next
+// start of a workspace.
+func (h *harness) storeToken(token string) {
+	t := h.t
+	args := append(strings.Fields(userSecretCreate)[1:], "--description", "1Password service account for egoagent")
+	if h.userToken != "" {
+		args = []string{"secret", "update", userSecretName}
+	}
+	h.addToken(token)
+	if _, err := h.coderInput(token, time.Minute, args...); err != nil {
+		t.Fatal(h.masked(err.Error()))
+	}
+	h.userToken, h.token = token, token
 }
 
 // ---- PostgreSQL ----
@@ -388,9 +440,13 @@ func (h *harness) startCoder() {
 		"CODER_DERP_SERVER_STUN_ADDRESSES=disable",
 		"CODER_BLOCK_DIRECT=true",
 		"CODER_PROVISIONER_DAEMONS=1",
-		// The one place the token is given, as the compose stack gives it.
-		"TF_VAR_"+tokenVariable+"="+h.token,
 	)
+	if !h.noTFVar {
+		// The one place the token is given, as the compose stack gives it
+		// when .env sets EGOENGINE_OP_SERVICE_ACCOUNT_TOKEN.
+		h.tfVarToken = h.token
+		env = append(env, "TF_VAR_"+tokenVariable+"="+h.tfVarToken)
+	}
 	cmd := exec.Command(h.coderBin, "server")
 	cmd.Env = env
 	cmd.Dir = h.runDir
@@ -447,9 +503,14 @@ func (h *harness) stopCoder() {
 
 // coder runs the coder CLI as the logged-in admin.
 func (h *harness) coder(timeout time.Duration, args ...string) (string, error) {
+	return h.coderInput("", timeout, args...)
+}
+
+// coderInput is coder with stdin.
+func (h *harness) coderInput(stdin string, timeout time.Duration, args ...string) (string, error) {
 	env := h.childEnv(append([]string{"CODER_CONFIG_DIR=" + h.cliDir, "NO_COLOR=1"}, h.cliEnv...)...)
 	argv := append(append(append([]string{}, h.cliWrap...), h.coderBin), args...)
-	return h.run(timeout, env, argv[0], argv[1:]...)
+	return h.runInput(stdin, timeout, env, argv[0], argv[1:]...)
 }
 
 func (h *harness) httpClient() *http.Client {

@@ -98,6 +98,29 @@ caddy_tls=$(env_value CADDY_TLS)
 if [[ -n $caddy_tls && $caddy_tls != acme && $caddy_tls != internal ]]; then
 	problems+=("CADDY_TLS=$caddy_tls: use acme (Let's Encrypt, the default) or internal (Caddy's own CA, whose root every client must trust)")
 fi
+# Another ACME directory: an https URL, for acme only; its root a file the
+# container sees, in compose/caddy/ (mounted at /etc/caddy).
+acme_ca=$(env_value CADDY_ACME_CA)
+acme_ca_root=$(env_value CADDY_ACME_CA_ROOT)
+if [[ -n $acme_ca ]]; then
+	if [[ ${caddy_tls:-acme} != acme ]]; then
+		problems+=("CADDY_ACME_CA=$acme_ca: an ACME directory applies to CADDY_TLS=acme only; empty it, or set CADDY_TLS=acme")
+	elif [[ ! $acme_ca =~ ^https://[^[:space:]/]+(/[^[:space:]]*)?$ ]]; then
+		problems+=("CADDY_ACME_CA=$acme_ca: the ACME directory's https:// URL is needed, such as https://acme-staging-v02.api.letsencrypt.org/directory")
+	fi
+fi
+if [[ -n $acme_ca_root ]]; then
+	if [[ -z $acme_ca ]]; then
+		problems+=("CADDY_ACME_CA_ROOT=$acme_ca_root is set but CADDY_ACME_CA is empty: the root applies to another ACME directory only")
+	elif [[ $acme_ca_root == /etc/caddy/* ]]; then
+		root_file=$dir/caddy/${acme_ca_root#/etc/caddy/}
+		if [[ ${acme_ca_root#/etc/caddy/} == */* || ! -f $root_file ]] || ! grep -q -- '-----BEGIN CERTIFICATE-----' "$root_file"; then
+			problems+=("CADDY_ACME_CA_ROOT=$acme_ca_root: put the CA's root certificate (PEM) into $dir/caddy/ as ${acme_ca_root#/etc/caddy/}; that folder is Caddy's /etc/caddy")
+		fi
+	elif [[ $acme_ca_root != /* ]]; then
+		problems+=("CADDY_ACME_CA_ROOT=$acme_ca_root: a path in Caddy's container is needed: /etc/caddy/<file> for a file in $dir/caddy/")
+	fi
+fi
 for key in CADDY_HTTP_PUBLISH CADDY_HTTPS_PUBLISH; do
 	publish=$(env_value "$key")
 	[[ -n $publish ]] || continue

@@ -36,4 +36,4 @@ if ((${#missing[@]})); then
 	"${sudo_cmd[@]}" apt-get update -qq
 	DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
-command -v go >/dev/null || [[ -x /usr/local/go/bin/go ]] || die "Go is not installed; install Go 1.24 or later"
+command -v go >/dev/null || [[ -x /usr/local/go/bin/go ]] || die "Go is not installed; install Go 1.24 or later (the end-to-end tests need 1.26: an older go fetches that toolchain from the module proxy)"

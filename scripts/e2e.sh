@@ -5,6 +5,13 @@
 #   scripts/e2e.sh build-coder   only build (or find) Coder; prints its path
 #   scripts/e2e.sh build-compose only build (or find) Docker Compose; prints
 #                                its path
+#   scripts/e2e.sh warm          start the slow builds (Coder, Compose,
+#                                envbuilder, the stand-in's root filesystem)
+#                                in the background at low priority and
+#                                return; make test runs it first, so that they
+#                                overlap the suites before the e2e, which
+#                                then waits for each through its lock. Log:
+#                                ~/.cache/egoengine/warm.log
 #
 # Builds, each cached under ~/.cache/egoengine (EGOENGINE_CACHE) and keyed by
 # version, so only the first run is slow:
@@ -30,6 +37,8 @@
 #                           proxy (3 to 9 minutes, once), the engine's CLI
 #                           plugin ($DOCKER_CONFIG/cli-plugins)
 #   caddy-<version>/caddy   the Caddy compose.yaml pins (lib.sh caddy_binary)
+#   pebble-<version>/pebble Let's Encrypt's ACME test server, the stack's
+#                           ACME directory (go install, about 15 s, once)
 # and for TestEnvbuilderWorkspace
 #   envbuilder-<version>/envbuilder  envbuilder, from the Go module proxy
 #                           (about 8 minutes, once), of which the test makes
@@ -43,8 +52,8 @@
 # E2E_KEEP=1 keeps the run's folder; E2E_EGOAGENT=PATH tests that egoagent
 # binary instead of building bin/egoagent (the helper is still built here);
 # E2E_RUN=REGEXP runs only the matching tests (go test -run), and a run
-# without TestDockerWorkspace, TestComposeStack and TestEnvbuilderWorkspace
-# starts no engine.
+# without TestDockerWorkspace, TestComposeStack, TestComposeOIDC and
+# TestEnvbuilderWorkspace starts no engine.
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -57,12 +66,16 @@ CODER_VERSION=v2.36.1
 COMPOSE_VERSION=v2.40.3
 # The release egoengine-envbuilder's envbuilder_image pins.
 ENVBUILDER_VERSION=v1.3.0
+# Let's Encrypt's ACME test server, the compose stack's ACME directory in
+# TestComposeStack (a plain go install: about 15 s, once).
+PEBBLE_VERSION=v2.10.3
 
 # build_coder: prints the path of a coder binary of CODER_VERSION, building
 # it from the Go module proxy the first time. Without the `embed` build tag:
 # no web UI, the API and CLI are whole.
 build_coder() {
 	local out=$cache/coder-$CODER_VERSION/coder src dir
+	hold_lock "coder-$CODER_VERSION"
 	if [[ -x $out ]] && "$out" --version 2>/dev/null | grep -qF "${CODER_VERSION}"; then
 		printf '%s\n' "$out"
 		return
@@ -95,6 +108,7 @@ build_coder() {
 # downloaded from Docker here.
 build_compose() {
 	local out=$cache/compose-$COMPOSE_VERSION/docker-compose
+	hold_lock "compose-$COMPOSE_VERSION"
 	if [[ -x $out ]] && "$out" version 2>/dev/null | grep -qF "$COMPOSE_VERSION"; then
 		printf '%s\n' "$out"
 		return
@@ -115,6 +129,7 @@ build_compose() {
 # (ghcr.io/coder/envbuilder cannot be pulled here).
 build_envbuilder() {
 	local out=$cache/envbuilder-$ENVBUILDER_VERSION/envbuilder
+	hold_lock "envbuilder-$ENVBUILDER_VERSION"
 	if [[ -x $out && $(cat "$out.version" 2>/dev/null) == "$ENVBUILDER_VERSION" ]]; then
 		printf '%s\n' "$out"
 		return
@@ -238,13 +253,40 @@ finish() {
 	exit "$rc"
 }
 
+# warm: the slow builds of a cold machine, started in the background at the
+# lowest priority, so that they use what the suites before the e2e leave of
+# the two cores (those wait on downloads, npm, OpenTofu and subprocesses much
+# of the time). Nothing here is needed for correctness: each build takes its
+# lock, and the e2e, taking the same lock, waits for it or builds itself.
+warm() {
+	mkdir -p "$cache"
+	log "starting the e2e's slow builds in the background (log: $cache/warm.log)"
+	nice -n 19 "$0" warm-now >"$cache/warm.log" 2>&1 </dev/null &
+}
+
+warm_now() {
+	local t0 as_root=()
+	t0=$(date +%s)
+	((EUID == 0)) || as_root=(sudo -n env "EGOENGINE_CACHE=$cache")
+	# debootstrap and the module downloads wait on the network: beside the
+	# Coder build, not after it.
+	{ "${as_root[@]}" "$root/scripts/standin-image.sh" rootfs >/dev/null || log "the stand-in's root filesystem was not made; the e2e tries again"; } &
+	build_compose >/dev/null &
+	build_envbuilder >/dev/null &
+	build_coder >/dev/null || log "Coder was not built; the e2e tries again"
+	wait || true
+	log "warm: done after $(($(date +%s) - t0))s"
+}
+
 main() {
 	case ${1:-} in
 	build-coder) build_coder; return ;;
 	build-compose) build_compose; return ;;
 	build-envbuilder) build_envbuilder; return ;;
+	warm) warm; return ;;
+	warm-now) warm_now; return ;;
 	esac
-	(($# == 0)) || die "unknown argument '$1'; usage: scripts/e2e.sh [build-coder | build-compose | build-envbuilder]"
+	(($# == 0)) || die "unknown argument '$1'; usage: scripts/e2e.sh [build-coder | build-compose | build-envbuilder | warm]"
 
 	local t0 coder tools tofu tfrc pgbin
 	t0=$(date +%s)
@@ -257,9 +299,9 @@ main() {
 	[[ -n ${E2E_PG_BINDIR:-$pgbin} ]] || die "no PostgreSQL server under /usr/lib/postgresql: install postgresql (scripts/deps.sh)"
 
 	# Which Docker tests run decides what is built and whether an engine starts.
-	local filter=${E2E_RUN:-.} want_workspace=0 want_stack=0 want_envbuilder=0 compose="" caddy="" envbuilder=""
+	local filter=${E2E_RUN:-.} want_workspace=0 want_stack=0 want_envbuilder=0 compose="" caddy="" pebble="" envbuilder=""
 	if [[ TestDockerWorkspace =~ $filter ]]; then want_workspace=1; fi
-	if [[ TestComposeStack =~ $filter ]]; then want_stack=1; fi
+	if [[ TestComposeStack =~ $filter || TestComposeOIDC =~ $filter ]]; then want_stack=1; fi
 	if [[ TestEnvbuilderWorkspace =~ $filter ]]; then want_envbuilder=1; fi
 	# The engine and debootstrap need root: through sudo -n when this is not
 	# root (CI runners), the engine's socket then given to this user's group.
@@ -312,6 +354,9 @@ main() {
 		t2=$(date +%s)
 		caddy=$(caddy_binary)
 		log "caddy:    $caddy ($(($(date +%s) - t2))s)"
+		t2=$(date +%s)
+		pebble=$(go_tool "github.com/letsencrypt/pebble/v2/cmd/pebble@$PEBBLE_VERSION" "$cache/pebble-$PEBBLE_VERSION/pebble")
+		log "pebble:   $pebble ($(($(date +%s) - t2))s)"
 	fi
 	if ((want_envbuilder)); then
 		t2=$(date +%s)
@@ -369,7 +414,7 @@ main() {
 			stack_postgres=$(sed -n 's/^postgres=//p' <<<"$stack")
 			stack_caddy=$(sed -n 's/^caddy=//p' <<<"$stack")
 			[[ -n $stack_coder && -n $stack_postgres && -n $stack_caddy ]] || die "scripts/standin-image.sh stack did not name the three images: $stack"
-			docker_env+=(E2E_COMPOSE="$plugin" E2E_STACK_CODER_IMAGE="$stack_coder"
+			docker_env+=(E2E_COMPOSE="$plugin" E2E_PEBBLE="$pebble" E2E_STACK_CODER_IMAGE="$stack_coder"
 				E2E_STACK_POSTGRES_IMAGE="$stack_postgres" E2E_STACK_CADDY_IMAGE="$stack_caddy")
 			log "stack:    $(tr '\n' ' ' <<<"$stack")built in $(($(date +%s) - t3))s"
 		fi

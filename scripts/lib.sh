@@ -22,6 +22,20 @@ die() { printf '%s: %s: %s\n' "$me" "$die_tag" "$*" >&2; exit 1; }
 # shellcheck disable=SC2034 # used by the scripts that source this
 cache=${EGOENGINE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/egoengine}
 
+# hold_lock NAME: waits for the lock $cache/NAME.lock, then holds it until the
+# calling shell exits, so that two runs never build the same thing at once
+# (make test's warm-up in the background and the e2e after it, or two
+# checkouts): the second finds the first's build once it gets the lock.
+hold_lock() {
+	local fd
+	mkdir -p "$cache"
+	exec {fd}>>"$cache/$1.lock"
+	if ! flock -n "$fd"; then
+		log "waiting for another build of $1 to finish (make test's warm-up, or another run)"
+		flock "$fd"
+	fi
+}
+
 # install_binary BUILT DEST: moves a finished build into place in one step, so
 # an interrupted run never leaves a half-written binary that looks cached.
 install_binary() {

@@ -34,7 +34,10 @@ set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 # shellcheck source=scripts/lib.sh
 . "$root/scripts/lib.sh"
-SUITE=${STANDIN_SUITE:-bookworm}
+# trixie (Debian 13): its PostgreSQL is 17, the major release compose.yaml
+# ships, so the stack's stand-in database is the one the docs' backup and
+# restore commands meet.
+SUITE=${STANDIN_SUITE:-trixie}
 MIRROR=${STANDIN_MIRROR:-http://deb.debian.org/debian}
 IMAGE=ghcr.io/veraticus/nix-config/egoengine
 # Debian's share of the images' promises: the workspace image's, then
@@ -53,6 +56,7 @@ rootfs_path() {
 rootfs() {
 	local out tmp t0
 	out=$(rootfs_path)
+	hold_lock "standin-rootfs"
 	if [[ -s $out ]]; then
 		printf '%s\n' "$out"
 		return
@@ -86,7 +90,7 @@ standin_list() {
 # Each line: the name of an `egoagent image verify` check this image cannot
 # keep, a tab, and why. Every other promise is checked as for the real image.
 tool op	the 1Password CLI is not packaged by Debian and cannot be downloaded here
-tool starship	starship is not packaged by Debian bookworm
+tool starship	starship is not among the stand-in's Debian packages
 home files	a one-file stand-in generation in /nix/store, not Home Manager's files (nix/home)
 egoagent config	the test's configuration: the json check (the test vault holds no Codex sign-in), an hourly schedule, no mirror
 EOF

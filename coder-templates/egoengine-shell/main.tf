@@ -45,7 +45,7 @@ variable "image_tag" {
 
 variable "op_service_account_token" {
   type        = string
-  description = "1Password service-account token for egoagent. Leave unset at push: Coder's server supplies it from TF_VAR_op_service_account_token. It only ever reaches the container's environment."
+  description = "1Password service-account token for egoagent, for a server that gives every user one token (TF_VAR_op_service_account_token). Leave unset at push. The recommended path is the owner's Coder user secret with env OP_SERVICE_ACCOUNT_TOKEN, which wins over this. It only ever reaches the container's environment."
   sensitive   = true
   default     = ""
 }
