@@ -52,21 +52,38 @@ rootfs_path() {
 	printf '%s/standin-rootfs/debian-%s-minbase-%s.tar\n' "$cache" "$SUITE" "$key"
 }
 
+# remove_build DIR: removes a debootstrap folder. A debootstrap that was
+# killed (an interrupted make test's warm-up) leaves the host's /proc mounted
+# inside it: whatever is mounted below DIR is unmounted first, and rm never
+# crosses into another file system.
+remove_build() {
+	local mnt
+	[[ -d $1 ]] || return 0
+	while read -r _ mnt _; do
+		if [[ $mnt == "$1"/* ]]; then umount -l "$mnt" 2>/dev/null || true; fi
+	done < <(tac /proc/mounts)
+	rm -rf --one-file-system "$1"
+}
+
 # rootfs: the debootstrap tarball, made once (as root: debootstrap chroots).
 rootfs() {
-	local out tmp t0
+	local out tmp t0 old
 	out=$(rootfs_path)
 	hold_lock "standin-rootfs"
 	if [[ -s $out ]]; then
 		printf '%s\n' "$out"
 		return
 	fi
+	# What an interrupted build left (the lock says no build runs now).
+	for old in "$(dirname "$out")"/build.*; do
+		if [[ -d $old ]]; then remove_build "$old"; fi
+	done
 	command -v debootstrap >/dev/null || die "debootstrap is missing: run scripts/deps.sh (Debian package debootstrap)"
 	((EUID == 0)) || die "debootstrap needs root (it chroots into the new tree)"
 	mkdir -p "$(dirname "$out")"
 	tmp=$(mktemp -d "$(dirname "$out")/build.XXXXXX")
 	# shellcheck disable=SC2064 # the path is fixed now
-	trap "rm -rf '$tmp'" EXIT
+	trap "remove_build '$tmp'" EXIT
 	t0=$(date +%s)
 	log "debootstrap $SUITE (minbase + $PACKAGES) from $MIRROR: a few minutes, once"
 	debootstrap --variant=minbase --include="$PACKAGES" "$SUITE" "$tmp/root" "$MIRROR" >"$tmp/debootstrap.log" 2>&1 ||
@@ -75,7 +92,7 @@ rootfs() {
 	rm -rf "$tmp/root/var/cache/apt/archives/"*.deb "$tmp/root/var/lib/apt/lists/"*
 	tar -C "$tmp/root" --numeric-owner -cf "$tmp/rootfs.tar" .
 	mv -f "$tmp/rootfs.tar" "$out"
-	rm -rf "$tmp"
+	remove_build "$tmp"
 	trap - EXIT
 	log "rootfs: $out ($(du -m "$out" | cut -f1) MB, $(($(date +%s) - t0))s)"
 	printf '%s\n' "$out"
