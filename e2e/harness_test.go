@@ -376,11 +376,21 @@ func (h *harness) pgRun(timeout time.Duration, env []string, tool string, args .
 }
 
 func (h *harness) stopPostgres() {
-	if _, err := os.Stat(filepath.Join(h.pgData, "postmaster.pid")); err != nil {
+	b, err := os.ReadFile(filepath.Join(h.pgData, "postmaster.pid"))
+	if err != nil {
 		return
 	}
 	if _, err := h.pgRun(time.Minute, h.childEnv(), "pg_ctl", "-D", h.pgData, "-m", "fast", "-w", "stop"); err != nil {
 		h.t.Errorf("stopping PostgreSQL: %v", err)
+	}
+	// pg_ctl returns once the postmaster has removed its pid file, which
+	// it does just before it exits: wait for the process itself to go, or
+	// the check for leftovers may still meet it.
+	pid, _ := strconv.Atoi(strings.TrimSpace(strings.SplitN(string(b), "\n", 2)[0]))
+	for deadline := time.Now().Add(30 * time.Second); pid > 0 && time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		if _, err := os.Stat(fmt.Sprintf("/proc/%d", pid)); err != nil {
+			return
+		}
 	}
 }
 
