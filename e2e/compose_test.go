@@ -317,10 +317,7 @@ networks:
 // empty CODER_OIDC_SCOPES once made every OIDC sign-in fail).
 func (s *stack) checkBlanksKeepDefaults(t *testing.T) {
 	t.Helper()
-	yaml, err := os.ReadFile(filepath.Join(s.tree, "compose", "compose.yaml"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	yaml := s.file(t, "compose", "compose.yaml")
 	var cfg struct {
 		Options []struct {
 			Env     string          `json:"env"`
@@ -368,6 +365,16 @@ func (s *stack) checkBlanksKeepDefaults(t *testing.T) {
 	if n == 0 {
 		t.Error("found no Coder setting with a default in compose.yaml: the check checks nothing")
 	}
+}
+
+// file reads a file of the stack's tree (the user's copy of the checkout).
+func (s *stack) file(t *testing.T, path ...string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(append([]string{s.tree}, path...)...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }
 
 // writeEnv writes s.envText as compose/.env.
@@ -460,10 +467,7 @@ func TestComposeStack(t *testing.T) {
 		s.checkHealthy(t, "coder", "database", "caddy")
 		// The database is the major release compose.yaml ships, so that the
 		// backup and restore below are proven on it.
-		yaml, err := os.ReadFile(filepath.Join(s.tree, "compose", "compose.yaml"))
-		if err != nil {
-			t.Fatal(err)
-		}
+		yaml := s.file(t, "compose", "compose.yaml")
 		pinned := regexp.MustCompile(`(?m)^\s*image:\s*postgres:(\d+)\.`).FindSubmatch(yaml)
 		version := strings.TrimSpace(s.must(t, time.Minute, "scripts/compose.sh exec -T database psql --username coder --dbname coder -tAc 'show server_version'"))
 		if pinned == nil {
@@ -526,10 +530,7 @@ func TestComposeStack(t *testing.T) {
 		}
 		s.checkBlanksKeepDefaults(t)
 		// The recommended path (docs/operations.md): .env has no token.
-		ops, err := os.ReadFile(filepath.Join(s.tree, "docs", "operations.md"))
-		if err != nil {
-			t.Fatal(err)
-		}
+		ops := s.file(t, "docs", "operations.md")
 		if !strings.Contains(string(ops), userSecretCreate) {
 			t.Errorf("docs/operations.md does not give the command the test runs: %s", userSecretCreate)
 		}
@@ -668,10 +669,7 @@ func TestComposeStack(t *testing.T) {
 	})
 
 	step(t, "backup and restore as docs/operations.md writes them, into a fresh database", func(t *testing.T) {
-		ops, err := os.ReadFile(filepath.Join(s.tree, "docs", "operations.md"))
-		if err != nil {
-			t.Fatal(err)
-		}
+		ops := s.file(t, "docs", "operations.md")
 		backup := block(t, string(ops), "### Back up")
 		restore := block(t, string(ops), "### Restore")
 		s.must(t, 3*time.Minute, asTyped(backup))

@@ -212,13 +212,6 @@ func (s *stack) signIn(t *testing.T, d *idp, caddyRoot []byte, user string) (tok
 // me is the user a session token belongs to.
 func (s *stack) me(t *testing.T, token string) (name string, roles []string) {
 	t.Helper()
-	req, _ := http.NewRequest(http.MethodGet, s.h.url+"/api/v2/users/me", nil)
-	req.Header.Set("Coder-Session-Token", token)
-	resp, err := s.h.httpClient().Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
 	var u struct {
 		Username  string `json:"username"`
 		LoginType string `json:"login_type"`
@@ -226,8 +219,9 @@ func (s *stack) me(t *testing.T, token string) (name string, roles []string) {
 			Name string `json:"name"`
 		} `json:"roles"`
 	}
-	if resp.StatusCode != http.StatusOK || json.NewDecoder(resp.Body).Decode(&u) != nil {
-		t.Fatalf("GET /api/v2/users/me with the session: %s", resp.Status)
+	code, body := s.send(t, http.MethodGet, "/api/v2/users/me", token, nil)
+	if code != http.StatusOK || json.Unmarshal([]byte(body), &u) != nil {
+		t.Fatalf("GET /api/v2/users/me with the session: %d %s", code, tail(body, 500))
 	}
 	if u.LoginType != "oidc" {
 		t.Errorf("user %s signs in by %q, want oidc", u.Username, u.LoginType)
@@ -238,12 +232,16 @@ func (s *stack) me(t *testing.T, token string) (name string, roles []string) {
 	return u.Username, roles
 }
 
-// send sends a JSON request to Coder with a session token and returns the
-// status and body.
+// send sends a request to Coder with a session token ("": none) and v as
+// its JSON body (nil: none), and returns the status and body.
 func (s *stack) send(t *testing.T, method, path, token string, v any) (int, string) {
 	t.Helper()
-	b, _ := json.Marshal(v)
-	req, _ := http.NewRequest(method, s.h.url+path, strings.NewReader(string(b)))
+	var in io.Reader
+	if v != nil {
+		b, _ := json.Marshal(v)
+		in = strings.NewReader(string(b))
+	}
+	req, _ := http.NewRequest(method, s.h.url+path, in)
 	req.Header.Set("Content-Type", "application/json")
 	if token != "" {
 		req.Header.Set("Coder-Session-Token", token)
@@ -255,6 +253,20 @@ func (s *stack) send(t *testing.T, method, path, token string, v any) (int, stri
 	defer resp.Body.Close()
 	body, _ := io.ReadAll(resp.Body)
 	return resp.StatusCode, string(body)
+}
+
+// addUser: the owner (a session token) adds a user to the default
+// organization, as Users → Add user does.
+func (s *stack) addUser(t *testing.T, owner string, user map[string]any) {
+	t.Helper()
+	var org struct {
+		ID string `json:"id"`
+	}
+	s.h.apiJSON("/api/v2/organizations/default", &org)
+	user["organization_ids"] = []string{org.ID}
+	if code, body := s.send(t, http.MethodPost, "/api/v2/users", owner, user); code != http.StatusCreated {
+		t.Fatalf("the owner adding %v: %d %s", user["username"], code, body)
+	}
 }
 
 // coderTrusting builds an image on Coder's stand-in whose system roots hold
@@ -277,10 +289,7 @@ func (h *harness) coderTrusting(d dockerRun, base string, caPEM []byte) string {
 // provider, with secret as the client secret.
 func (s *stack) oidcEnv(t *testing.T, d *idp, secret string) string {
 	t.Helper()
-	ops, err := os.ReadFile(filepath.Join(s.tree, "docs", "operations.md"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	ops := s.file(t, "docs", "operations.md")
 	values := map[string]string{
 		"CODER_OIDC_ISSUER_URL":    d.issuer,
 		"CODER_OIDC_CLIENT_ID":     d.clientID,
@@ -310,10 +319,7 @@ func (s *stack) oidcEnv(t *testing.T, d *idp, secret string) string {
 // passwordsOff is docs/operations.md's "Switch password sign-in off" block.
 func (s *stack) passwordsOff(t *testing.T) string {
 	t.Helper()
-	ops, err := os.ReadFile(filepath.Join(s.tree, "docs", "operations.md"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	ops := s.file(t, "docs", "operations.md")
 	b := strings.TrimSpace(block(t, string(ops), "### Switch password sign-in off"))
 	if b != "CODER_DISABLE_PASSWORD_AUTH=true" {
 		t.Fatalf("docs/operations.md's block to switch passwords off is %q", b)
@@ -380,15 +386,7 @@ func TestComposeOIDC(t *testing.T) {
 		if tok != "" || status != http.StatusForbidden || !strings.Contains(body, "Signups are disabled") {
 			t.Errorf("bob's sign-in with sign-ups closed: session %v, %d, want 403 with Coder's \"Signups are disabled\":\n%s", tok != "", status, tail(body, 1500))
 		}
-		var org struct {
-			ID string `json:"id"`
-		}
-		h.apiJSON("/api/v2/organizations/default", &org)
-		if code, body := s.send(t, http.MethodPost, "/api/v2/users", owner, map[string]any{
-			"email": "bob@e2e.invalid", "username": "bob", "login_type": "oidc", "organization_ids": []string{org.ID},
-		}); code != http.StatusCreated {
-			t.Fatalf("the owner adding bob: %d %s", code, body)
-		}
+		s.addUser(t, owner, map[string]any{"email": "bob@e2e.invalid", "username": "bob", "login_type": "oidc"})
 		tok, status, body = s.signIn(t, p, caddyRoot, "bob")
 		if tok == "" {
 			t.Fatalf("bob added by the owner gets no session: %d\n%s", status, tail(body, 1500))
@@ -400,15 +398,7 @@ func TestComposeOIDC(t *testing.T) {
 
 	step(t, "CODER_DISABLE_PASSWORD_AUTH=true: a password user's right password is refused; OIDC goes on", func(t *testing.T) {
 		password := "E2e-" + randomHex(t, 12) + "!"
-		var org struct {
-			ID string `json:"id"`
-		}
-		h.apiJSON("/api/v2/organizations/default", &org)
-		if code, body := s.send(t, http.MethodPost, "/api/v2/users", owner, map[string]any{
-			"email": "pat@e2e.invalid", "username": "pat", "password": password, "login_type": "password", "organization_ids": []string{org.ID},
-		}); code != http.StatusCreated {
-			t.Fatalf("the owner adding the password user pat: %d %s", code, body)
-		}
+		s.addUser(t, owner, map[string]any{"email": "pat@e2e.invalid", "username": "pat", "password": password, "login_type": "password"})
 		login := map[string]string{"email": "pat@e2e.invalid", "password": password}
 		// The credentials are right: while passwords are on, they sign in.
 		if code, body := s.send(t, http.MethodPost, "/api/v2/users/login", "", login); code != http.StatusCreated {
