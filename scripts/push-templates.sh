@@ -6,7 +6,9 @@
 #   scripts/push-templates.sh --image-tag abc1234 [--message MSG] [TEMPLATE...]
 #   scripts/push-templates.sh --stage DIR [TEMPLATE...]   # assemble only, no push
 #
-# TEMPLATE defaults to every template (egoengine-shell egoengine-envbuilder).
+# TEMPLATE defaults to the Docker templates (egoengine-shell
+# egoengine-envbuilder); egoengine-kubernetes is pushed only when named, since
+# it needs a cluster the Coder server can reach (its README says what).
 #
 # Why it assembles first: `coder templates push` uploads one folder and does
 # not follow symlinks (a symlinked folder arrives empty), while both templates
@@ -22,7 +24,8 @@ set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 templates_dir=$root/coder-templates
-all_templates=(egoengine-shell egoengine-envbuilder)
+all_templates=(egoengine-shell egoengine-envbuilder egoengine-kubernetes)
+default_templates=(egoengine-shell egoengine-envbuilder)
 push_tmp=""
 
 # shellcheck source=scripts/lib.sh
@@ -65,7 +68,7 @@ main() {
 		*) names+=("$1"); shift ;;
 		esac
 	done
-	((${#names[@]})) || names=("${all_templates[@]}")
+	((${#names[@]})) || names=("${default_templates[@]}")
 
 	if [[ -n $stage_dir ]]; then
 		mkdir -p "$stage_dir"

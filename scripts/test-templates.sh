@@ -7,25 +7,31 @@
 #   3. broken copies (the token moved into the agent's env, into the start
 #      script, into a parameter; the variable no longer sensitive; the image
 #      unpinned; ENVBUILDER_WORKDIR for ENVBUILDER_WORKSPACE_FOLDER; either
-#      template without its stop grace or restart policy; the shell template
-#      without its healthcheck wait; the envbuilder template restarting a
-#      builder container, never restarting a cached one, or ignoring
-#      docker_network) must each
+#      Docker template without its stop grace or restart policy; the shell
+#      template without its healthcheck wait; the envbuilder template
+#      restarting a builder container, never restarting a cached one, or
+#      ignoring docker_network; the kubernetes template with the token as a
+#      value, without its stop grace, with privilege escalation, a hostPath,
+#      the home counted by start_count, an ingress rule, a private range
+#      open, another pull Secret, or a fixed CPU) must each
 #      make `tofu test` fail, with the message of the check that catches it;
-#   4. the home volume survives a template update: a plan against a state
-#      holding it at its address before the shared module moves it and
+#   4. the Docker home volume survives a template update: a plan against a
+#      state holding it at its address before the shared module moves it and
 #      destroys nothing (and a copy without the `moved` block is caught);
 #   5. the shell scripts the templates run: shellcheck, and the egoagent start
 #      script and envbuilder init wrapper run against stand-in commands;
-#   6. the checks both templates' tests share (the token's, the stop grace
-#      and network) are the same text in each (and a copy that
+#   6. the checks the Docker templates' tests share (the token's, the stop
+#      grace and network) are the same text in each (and a copy that
 #      drifted alone is caught).
 # OpenTofu and the providers come from scripts/tools.sh (built once, cached).
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 templates_dir=$root/coder-templates
-templates=(egoengine-shell egoengine-envbuilder)
+templates=(egoengine-shell egoengine-envbuilder egoengine-kubernetes)
+# The templates that run a Docker container: the token variable, the home
+# volume's `moved` block and the shared checks are theirs alone.
+docker_templates=(egoengine-shell egoengine-envbuilder)
 
 # A failed check says FAIL, as the other suites do.
 die_tag=FAIL
@@ -92,7 +98,7 @@ step_fmt() {
 
 step_upload_contents() {
 	local name dir
-	"$root/scripts/push-templates.sh" --stage "$work/upload" 2>/dev/null
+	"$root/scripts/push-templates.sh" --stage "$work/upload" "${templates[@]}" 2>/dev/null
 	for name in "${templates[@]}"; do
 		dir=$work/upload/$name
 		[[ -f $dir/main.tf && -f $dir/README.md && -f $dir/modules/egoengine-agent/main.tf && -f $dir/modules/egoengine-agent/egoagent-start.sh && -f $dir/modules/egoengine-agent/egoagent-stop.sh && -f $dir/modules/egoengine-home/main.tf && -f $dir/modules/egoengine-container/main.tf ]] ||
@@ -200,6 +206,35 @@ break_no_network() {
 break_workdir() {
 	mutate "$1/main.tf" 's|ENVBUILDER_WORKSPACE_FOLDER *=|ENVBUILDER_WORKDIR =|'
 }
+# The kubernetes template's: the token as a literal where the Secret
+# reference was, and its other guarantees undone one at a time.
+break_token_literal() {
+	mutate "$1/main.tf" '/^              value_from {$/,/^              }$/c\              value = "ops_TEST-SENTINEL-not-a-real-token"'
+}
+break_no_pod_grace() {
+	mutate "$1/main.tf" '/^        termination_grace_period_seconds *=/d'
+}
+break_escalation() {
+	mutate "$1/main.tf" '/^            allow_privilege_escalation *= *false$/d'
+}
+break_host_path() {
+	mutate "$1/main.tf" 's|^        dynamic "volume" {$|        volume {\n          name = "host"\n          host_path {\n            path = "/var/run"\n          }\n        }\n&|'
+}
+break_home_counted() {
+	mutate "$1/main.tf" 's|^resource "kubernetes_persistent_volume_claim_v1" "home" {$|&\n  count = data.coder_workspace.me.start_count|'
+}
+break_ingress() {
+	mutate "$1/main.tf" 's|^    policy_types = \["Ingress", "Egress"\]$|&\n    ingress {}|'
+}
+break_private_egress() {
+	mutate "$1/main.tf" 's|"10.0.0.0/8", ||'
+}
+break_pull_secret() {
+	mutate "$1/main.tf" 's|^            name = image_pull_secrets.value$|            name = "another"|'
+}
+break_fixed_cpu() {
+	mutate "$1/main.tf" 's|^              cpu    = data.coder_parameter.cpu.value$|              cpu    = "2"|'
+}
 
 # broken_bg: broken, as a job beside the others, at most one per core: each
 # is a tofu init and test of a folder of its own, mostly OpenTofu's and the
@@ -217,7 +252,7 @@ broken_bg() {
 step_regressions() {
 	local name
 	running=0 failed=0
-	for name in "${templates[@]}"; do
+	for name in "${docker_templates[@]}"; do
 		broken_bg agent_env "$name" "The token leaked into what Coder shows viewers"
 		broken_bg agent_env_marked "$name" "A sensitive value reaches what Coder shows viewers"
 		broken_bg not_sensitive "$name" "op_service_account_token must be a sensitive variable."
@@ -234,6 +269,15 @@ step_regressions() {
 	broken_bg never_restart egoengine-envbuilder "A container of the cached image must come back after an engine restart"
 	broken_bg always_restart egoengine-envbuilder "A container that builds the devcontainer must not be restarted by the engine"
 	broken_bg no_network egoengine-envbuilder "The container must join the network named by docker_network."
+	broken_bg token_literal egoengine-kubernetes "OP_SERVICE_ACCOUNT_TOKEN must come from the Secret"
+	broken_bg no_pod_grace egoengine-kubernetes "termination_grace_period_seconds must leave the agent time to run its stop scripts."
+	broken_bg escalation egoengine-kubernetes "The one container must run as root for envbuilder only, with allow_privilege_escalation = false"
+	broken_bg host_path egoengine-kubernetes "No volume of the Pod may be a hostPath."
+	broken_bg home_counted egoengine-kubernetes "The home claim must not be counted by start_count"
+	broken_bg ingress egoengine-kubernetes "with no ingress rule at all"
+	broken_bg private_egress egoengine-kubernetes "Egress must be exactly DNS (UDP and TCP 53) to kube-system, and the internet"
+	broken_bg pull_secret egoengine-kubernetes "The Pod must pull its images with the Secret ghcr-pull."
+	broken_bg fixed_cpu egoengine-kubernetes "The container's requests and limits must be the cpu and memory parameters"
 	while ((running > 0)); do
 		wait -n || failed=$((failed + 1))
 		running=$((running - 1))
@@ -241,7 +285,7 @@ step_regressions() {
 	((failed == 0)) || die "$failed broken copies were not caught as they should be (see above)"
 }
 
-# Both templates' tests carry the same checks, between the lines
+# The Docker templates' tests carry the same checks, between the lines
 # "# BEGIN shared checks" and "# END shared checks", so that
 # their messages (which the broken copies above expect) cannot drift apart.
 shared_begin='# BEGIN shared checks'
@@ -268,14 +312,14 @@ shared_checks_differ() {
 
 step_shared_checks() {
 	local files=() name problem drifted=$work/drifted.tftest.hcl
-	for name in "${templates[@]}"; do files+=("$templates_dir/$name/tests/$name.tftest.hcl"); done
+	for name in "${docker_templates[@]}"; do files+=("$templates_dir/$name/tests/$name.tftest.hcl"); done
 	problem=$(shared_checks_differ "${files[@]}")
 	[[ -z $problem ]] || die "the shared checks differ between the templates' tests; make them the same:"$'\n'"$problem"
 	# A copy whose message moved on alone must be caught.
 	cp "${files[1]}" "$drifted"
 	mutate "$drifted" 's/op_service_account_token must be a sensitive variable\./The token variable must be sensitive./'
 	[[ -n $(shared_checks_differ "${files[0]}" "$drifted") ]] || die "the drift check did not notice a copy of the shared checks that drifted"
-	log "the shared checks are the same in both templates' tests (and a drifted copy is caught)"
+	log "the shared checks are the same in both Docker templates' tests (and a drifted copy is caught)"
 }
 
 # The home volume must survive a template update. Before the shared
@@ -363,7 +407,7 @@ home_plan_problem() {
 step_home_survives_update() {
 	local name what dir transition problem
 	command -v jq >/dev/null || die "jq is not installed (scripts/deps.sh installs it)"
-	for name in "${templates[@]}"; do
+	for name in "${docker_templates[@]}"; do
 		for what in intact no_moved; do
 			dir=$work/update-$what/$name
 			prepare "$name" "$dir"

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Builds OpenTofu and the Terraform providers the Coder templates use, from the
 # Go module proxy, at pinned versions, into ~/.cache/egoengine (override with
-# EGOENGINE_CACHE). Each build lands in a folder named for its version and is
-# reused when present, so only the first run is slow (about 10 minutes on two
-# cores).
+# EGOENGINE_CACHE); the kubernetes provider from its source tarball in
+# ../shared/vendor (override with EGOENGINE_VENDOR), its dependencies from the
+# proxy. Each build lands in a folder named for its version and is reused when
+# present, so only the first run is slow (about 15 minutes on two cores).
 #
 # It also writes a CLI config whose filesystem mirror makes `tofu init` work
 # with no network, and an env file other scripts source:
@@ -24,6 +25,14 @@ DOCKER_PROVIDER_MODULE_VERSION=v0.0.0-20260916201441-96d331c98ff4
 # The envbuilder provider depends on inet.af/peercred, which the proxy does not
 # serve; tailscale's fork is the same code under a path that it does serve.
 PEERCRED_REPLACEMENT=github.com/tailscale/peercred@v0.0.0-20250107143737-35a0c7bd7edc
+# hashicorp/terraform-provider-kubernetes's module path has no /v3, so the
+# proxy serves none of its v2 or v3 tags: the source of this release comes as a
+# tarball in the shared vendor folder beside the checkout (its README says
+# what it is; SHA256SUMS pins it). Its dependencies come from the proxy.
+KUBERNETES_PROVIDER_VERSION=3.2.1
+# Where ../shared is not (GitHub's runners), EGOENGINE_KUBERNETES_PROVIDER_SRC
+# may name a git checkout of the tag instead; its commit must be this one.
+KUBERNETES_PROVIDER_COMMIT=28fb611cb6be20c5059efadd6cbf16b9ad64cd6c
 # The coder provider's go.mod asks for this; older toolchains refuse to build it.
 GO_MIN_MINOR=26
 
@@ -34,6 +43,7 @@ platform=linux_amd64
 # Templates say `source = "coder/coder"`; OpenTofu resolves that host-less
 # address to registry.opentofu.org, so the mirror files them under that host.
 host=registry.opentofu.org
+vendor=${EGOENGINE_VENDOR:-$lib_root/../shared/vendor}
 
 check_go() {
 	command -v go >/dev/null || die "go is not on PATH; install Go 1.$GO_MIN_MINOR or later (https://go.dev/dl/)"
@@ -74,17 +84,17 @@ build_tofu() {
 	rm -rf "$tmp"
 }
 
-provider_path() { # TYPE VERSION
-	printf '%s/%s/coder/%s/%s/%s/terraform-provider-%s_v%s\n' "$mirror" "$host" "$1" "$2" "$platform" "$1" "$2"
+provider_path() { # NAMESPACE TYPE VERSION
+	printf '%s/%s/%s/%s/%s/%s/terraform-provider-%s_v%s\n' "$mirror" "$host" "$1" "$2" "$3" "$platform" "$2" "$3"
 }
 
 build_coder_provider() {
-	go_tool "github.com/coder/terraform-provider-coder/v2@v$CODER_PROVIDER_VERSION" "$(provider_path coder "$CODER_PROVIDER_VERSION")" >/dev/null
+	go_tool "github.com/coder/terraform-provider-coder/v2@v$CODER_PROVIDER_VERSION" "$(provider_path coder coder "$CODER_PROVIDER_VERSION")" >/dev/null
 }
 
 build_docker_provider() {
-	local dest=$mirror/$host/kreuzwerker/docker/$DOCKER_PROVIDER_VERSION/$platform/terraform-provider-docker_v$DOCKER_PROVIDER_VERSION
-	local src tmp
+	local dest src tmp
+	dest=$(provider_path kreuzwerker docker "$DOCKER_PROVIDER_VERSION")
 	if [[ -x $dest ]]; then return; fi
 	log "building kreuzwerker/docker provider v$DOCKER_PROVIDER_VERSION ($DOCKER_PROVIDER_MODULE_VERSION)"
 	src=$(go_module_dir "github.com/kreuzwerker/terraform-provider-docker@$DOCKER_PROVIDER_MODULE_VERSION")
@@ -96,7 +106,7 @@ build_docker_provider() {
 
 build_envbuilder_provider() {
 	local dest src tmp
-	dest=$(provider_path envbuilder "$ENVBUILDER_PROVIDER_VERSION")
+	dest=$(provider_path coder envbuilder "$ENVBUILDER_PROVIDER_VERSION")
 	if [[ -x $dest ]]; then return; fi
 	log "building coder/envbuilder provider v$ENVBUILDER_PROVIDER_VERSION"
 	src=$(go_module_dir "github.com/coder/terraform-provider-envbuilder@v$ENVBUILDER_PROVIDER_VERSION")
@@ -109,6 +119,40 @@ build_envbuilder_provider() {
 		go mod tidy
 		gobuild -o "$tmp/provider.bin" .
 	)
+	install_binary "$tmp/provider.bin" "$dest"
+	rm -rf "$tmp"
+}
+
+# vendored_tarball NAME: the path of NAME in the shared vendor folder, once its
+# SHA256 is the one SHA256SUMS there gives for it.
+vendored_tarball() {
+	local file=$vendor/$1 want have
+	[[ -d $vendor ]] || die "no vendor folder at $vendor: the checkout must sit beside ../shared (or set EGOENGINE_VENDOR to the folder holding $1)"
+	[[ -f $file ]] || die "$file is missing: $vendor must hold $1 and its line in SHA256SUMS"
+	want=$(awk -v f="$1" '$2 == f || $2 == "*" f { print $1 }' "$vendor/SHA256SUMS" 2>/dev/null)
+	[[ -n $want ]] || die "$vendor/SHA256SUMS has no line for $1"
+	have=$(sha256sum "$file" | cut -d' ' -f1)
+	[[ $have == "$want" ]] || die "$file has SHA256 $have, but $vendor/SHA256SUMS says $want: replace the tarball"
+	printf '%s\n' "$file"
+}
+
+build_kubernetes_provider() {
+	local dest tarball tmp
+	dest=$(provider_path hashicorp kubernetes "$KUBERNETES_PROVIDER_VERSION")
+	if [[ -x $dest ]]; then return; fi
+	tmp=$(mktemp -d "${TMPDIR:-/tmp}/egoengine-tools.XXXXXX")
+	if [[ -n ${EGOENGINE_KUBERNETES_PROVIDER_SRC:-} ]]; then
+		local head
+		head=$(git -C "$EGOENGINE_KUBERNETES_PROVIDER_SRC" rev-parse HEAD 2>/dev/null) || die "EGOENGINE_KUBERNETES_PROVIDER_SRC=$EGOENGINE_KUBERNETES_PROVIDER_SRC is not a git checkout"
+		[[ $head == "$KUBERNETES_PROVIDER_COMMIT" ]] || die "EGOENGINE_KUBERNETES_PROVIDER_SRC is at commit $head, not v$KUBERNETES_PROVIDER_VERSION's $KUBERNETES_PROVIDER_COMMIT"
+		log "building hashicorp/kubernetes provider v$KUBERNETES_PROVIDER_VERSION from $EGOENGINE_KUBERNETES_PROVIDER_SRC (about 5 minutes)"
+		git -C "$EGOENGINE_KUBERNETES_PROVIDER_SRC" archive HEAD | tar -x -C "$tmp"
+	else
+		tarball=$(vendored_tarball "terraform-provider-kubernetes-v$KUBERNETES_PROVIDER_VERSION-src.tar.gz")
+		log "building hashicorp/kubernetes provider v$KUBERNETES_PROVIDER_VERSION from $tarball (about 5 minutes)"
+		tar -xzf "$tarball" -C "$tmp" --strip-components=1
+	fi
+	(cd "$tmp" && CGO_ENABLED=0 gobuild -o "$tmp/provider.bin" .)
 	install_binary "$tmp/provider.bin" "$dest"
 	rm -rf "$tmp"
 }
@@ -139,6 +183,7 @@ main() {
 	build_coder_provider
 	build_docker_provider
 	build_envbuilder_provider
+	build_kubernetes_provider
 	write_config
 	TF_CLI_CONFIG_FILE=$cache/tofurc "$cache/tofu-$TOFU_VERSION/tofu" version >/dev/null || die "the built tofu does not run: remove $cache/tofu-$TOFU_VERSION and try again"
 	log "OpenTofu:   $cache/tofu-$TOFU_VERSION/tofu"
