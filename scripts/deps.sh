@@ -16,6 +16,7 @@ packages=(
 	shellcheck                      # test-compose: lints scripts/compose.sh (Caddy comes from the Go module proxy)
 	postgresql util-linux           # e2e: Coder's database; runuser, setsid for the workspace stand-in
 	docker.io iptables iproute2 debootstrap  # e2e: the Docker test's own engine, its firewall rules and bridge; the stand-in image
+	containerd runc ipset apache2-utils gcc libc6-dev  # e2e: the Kubernetes node's runtime, kube-router's sets, its registry's htpasswd, the static pause binary
 )
 
 missing=()

@@ -48,30 +48,7 @@ need() {
 
 # pick_subnet: a 10.X.Y.0/24 in a 10.X.0.0/16 that no address or route of
 # this machine is in (the /16 is the run's: its networks come from it).
-pick_subnet() {
-	local used x y i
-	used=$(ip -4 addr show; ip -4 route show)
-	for ((i = 0; i < 50; i++)); do
-		x=$((200 + RANDOM % 50))
-		y=$((RANDOM % 250))
-		if ! grep -qE "(^|[^0-9])10\.$x\.[0-9]" <<<"$used" && ! grep -qE "(^|[^0-9])10\.0\.0\.0/8" <<<"$used"; then
-			printf '10.%d.%d\n' "$x" "$y"
-			return
-		fi
-	done
-	die "no free 10.x.0.0/16 found"
-}
-
-# wait_gone PID SECONDS: waits for a process to end; 1 if it is still there.
-wait_gone() {
-	local i
-	for ((i = 0; i < $2 * 10; i++)); do
-		# A zombie (empty command line) has ended; only its reaping is left.
-		[[ -n $(tr -d '\0' 2>/dev/null <"/proc/$1/cmdline") ]] || return 0
-		sleep 0.1
-	done
-	return 1
-}
+pick_subnet() { printf '10.%d.%d\n' "$(free_net16 200 50)" $((RANDOM % 250)); }
 
 # firewall -I|-D BRIDGE [POOL]: the FORWARD rules that keep the run's
 # traffic on this machine. BRIDGE+ is iptables' wildcard: the bridge and

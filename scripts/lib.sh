@@ -91,3 +91,32 @@ caddy_binary() {
 	[[ -n $version ]] || die "no pinned caddy image found in compose/compose.yaml"
 	go_tool "github.com/caddyserver/caddy/v2/cmd/caddy@v${version}" "$cache/caddy-v${version}/caddy"
 }
+
+# wait_gone PID SECONDS: waits for a process to end; 1 if it is still there.
+wait_gone() {
+	local i
+	for ((i = 0; i < $2 * 10; i++)); do
+		# A zombie (empty command line) has ended; only its reaping is left.
+		[[ -n $(tr -d '\0' 2>/dev/null <"/proc/$1/cmdline") ]] || return 0
+		sleep 0.1
+	done
+	return 1
+}
+
+# free_net16 FIRST COUNT: an X from FIRST to FIRST+COUNT-1 such that no
+# address or route of this machine is in 10.X.0.0/16, where the test
+# harnesses put their networks (the Docker one from 200, the Kubernetes one
+# from 150, so that the two never meet).
+free_net16() {
+	local used x i
+	used=$(ip -4 addr show; ip -4 route show)
+	! grep -qE "(^|[^0-9])10\.0\.0\.0/8" <<<"$used" || die "a route of this machine covers all of 10.0.0.0/8: no private network is free for the test's own"
+	for ((i = 0; i < 50; i++)); do
+		x=$(($1 + RANDOM % $2))
+		if ! grep -qE "(^|[^0-9])10\.$x\.[0-9]" <<<"$used"; then
+			printf '%s\n' "$x"
+			return
+		fi
+	done
+	die "no free 10.x.0.0/16 found"
+}
