@@ -27,7 +27,7 @@ check: ## the quick loop (under a minute warm): gofmt, go vet, staticcheck, shel
 test: deps warm test-go test-templates test-nix test-compose e2e ## every test, end to end included (installs missing Debian packages first)
 	@echo "make test: all suites passed"
 
-warm: ## start the end-to-end test's slow builds (Coder, Compose, envbuilder, the stand-in's root filesystem) in the background; the e2e waits for them
+warm: ## start the end-to-end test's slow builds (Coder, Compose, envbuilder, Kubernetes, the stand-in's root filesystem) in the background; the e2e waits for them
 	scripts/e2e.sh warm
 
 test-go: ## Go tests, with the real Codex CLI from npm

@@ -830,19 +830,7 @@ func (h *harness) checkDockerToken(t *testing.T, d dockerRun, ws, c string) {
 		t.Errorf("token leaked: %s", where)
 	}
 
-	// Coder's views.
-	wsv := h.workspace(ws)
-	ag, _ := wsv.agent()
-	for _, p := range h.apiViews(ws, wsv) {
-		body, err := h.api(p)
-		if err != nil {
-			t.Errorf("%v", err)
-			continue
-		}
-		if where, found := leakIn("GET "+p, body, h.tokenSecrets...); found {
-			t.Errorf("token leaked: %s", where)
-		}
-	}
+	wsv := h.checkCoderViews(t, ws)
 	// The state is where the real template's docker_container.env puts the
 	// TF_VAR_ token, readable by template admins (docs/templates.md):
 	// shown, not hidden. Nothing else of any token is there.
@@ -858,6 +846,25 @@ func (h *harness) checkDockerToken(t *testing.T, d dockerRun, ws, c string) {
 			t.Errorf("token leaked: %s", where)
 		}
 	}
+}
+
+// checkCoderViews: no token of the run in Coder's API views of workspace
+// ws (extra paths too), the agent's metadata stream or Coder's log. It
+// returns the workspace.
+func (h *harness) checkCoderViews(t *testing.T, ws string, extra ...string) workspace {
+	t.Helper()
+	wsv := h.workspace(ws)
+	ag, _ := wsv.agent()
+	for _, p := range append(h.apiViews(ws, wsv), extra...) {
+		body, err := h.api(p)
+		if err != nil {
+			t.Errorf("%v", err)
+			continue
+		}
+		if where, found := leakIn("GET "+p, body, h.tokenSecrets...); found {
+			t.Errorf("token leaked: %s", where)
+		}
+	}
 	if _, _, seen, _ := h.watchMetadata(ag.ID, "3_egoagent", 2*time.Second, func(string) bool { return false }); len(seen) > 0 {
 		if where, found := leakIn("watch-metadata", []byte(strings.Join(seen, "\n")), h.tokenSecrets...); found {
 			t.Errorf("token leaked: %s", where)
@@ -868,6 +875,7 @@ func (h *harness) checkDockerToken(t *testing.T, d dockerRun, ws, c string) {
 	} else if where, found := leakIn(h.serverLog, b, h.tokenSecrets...); found {
 		t.Errorf("token leaked: %s", where)
 	}
+	return wsv
 }
 
 // secretsBut is every token secret of the run but those of token (none for

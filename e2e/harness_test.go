@@ -104,6 +104,9 @@ type harness struct {
 	client  *http.Client
 	cliWrap []string
 	cliEnv  []string
+	// coderEnv is added to the server's environment (the Kubernetes test's
+	// KUBE_CONFIG_PATH, which the provider in its provisioner reads).
+	coderEnv []string
 }
 
 func mustEnv(t *testing.T, name, what string) string {
@@ -451,6 +454,7 @@ func (h *harness) startCoder() {
 		"CODER_BLOCK_DIRECT=true",
 		"CODER_PROVISIONER_DAEMONS=1",
 	)
+	env = append(env, h.coderEnv...)
 	if !h.noTFVar {
 		// The one place the token is given, as the compose stack gives it
 		// when .env sets EGOENGINE_OP_SERVICE_ACCOUNT_TOKEN.

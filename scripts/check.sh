@@ -63,7 +63,7 @@ unit_tests() {
 	out=$(mktemp -d "${TMPDIR:-/tmp}/egoengine-check.XXXXXX")
 	go test -short -count=1 -timeout "$test_timeout" ./... >"$out/main" 2>&1 &
 	pid[main]=$!
-	(cd e2e && go test -short -count=1 -timeout "$test_timeout" -skip '^(TestEndToEnd|TestDockerWorkspace|TestComposeStack|TestComposeOIDC|TestEnvbuilderWorkspace)$' ./...) >"$out/e2e" 2>&1 &
+	(cd e2e && go test -short -count=1 -timeout "$test_timeout" -skip '^(TestEndToEnd|TestDockerWorkspace|TestComposeStack|TestComposeOIDC|TestEnvbuilderWorkspace|TestKubernetesWorkspace)$' ./...) >"$out/e2e" 2>&1 &
 	pid[e2e]=$!
 	(cd compose && go test -short -count=1 -timeout "$test_timeout" -skip '^TestCaddyfile' ./...) >"$out/compose" 2>&1 &
 	pid[compose]=$!

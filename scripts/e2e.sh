@@ -6,7 +6,8 @@
 #   scripts/e2e.sh build-compose only build (or find) Docker Compose; prints
 #                                its path
 #   scripts/e2e.sh warm          start the slow builds (Coder, Compose,
-#                                envbuilder, the stand-in's root filesystem)
+#                                envbuilder, Kubernetes, the stand-in's root
+#                                filesystem)
 #                                in the background at low priority and
 #                                return; make test runs it first, so that they
 #                                overlap the suites before the e2e, which
@@ -43,7 +44,16 @@
 #   envbuilder-<version>/envbuilder  envbuilder, from the Go module proxy
 #                           (about 8 minutes, once), of which the test makes
 #                           the builder image
-# The engine and all it holds go at the end, whatever happened.
+# and for TestKubernetesWorkspace
+#   kubernetes-<version>/   Kubernetes, etcd, kube-router and the rest
+#                           (scripts/kube-build.sh, 25 minutes and more
+#                           once), of which scripts/kube-harness.sh starts a
+#                           one-node cluster with its own registry. That test
+#                           runs last: the others run first, while the build
+#                           (lowest priority) goes on beside them, and the
+#                           cluster starts only when they are done.
+# The engine, the cluster and all they hold go at the end, whatever
+# happened; the cluster's stop fails the run if the host is not as it was.
 #
 # Every process the run starts carries EGOENGINE_E2E_RUN=<run id> in its
 # environment; on exit, whatever happened, any such process is killed and
@@ -52,8 +62,8 @@
 # E2E_KEEP=1 keeps the run's folder; E2E_EGOAGENT=PATH tests that egoagent
 # binary instead of building bin/egoagent (the helper is still built here);
 # E2E_RUN=REGEXP runs only the matching tests (go test -run), and a run
-# without TestDockerWorkspace, TestComposeStack, TestComposeOIDC and
-# TestEnvbuilderWorkspace starts no engine.
+# without TestDockerWorkspace, TestComposeStack, TestComposeOIDC,
+# TestEnvbuilderWorkspace and TestKubernetesWorkspace starts no engine.
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -210,13 +220,20 @@ end_pids() {
 run_id=""
 run_dir=""
 test_pid=""
+kube_pid=""
+kube_out=""
 docker_dir=""
+kube_dir=""
 as_root=()
 # finish: the last word, whatever happened (a failure, Ctrl-C, a kill of the
 # test): nothing of the run may survive it.
 finish() {
 	local rc=$? pids left
 	trap - EXIT INT TERM
+	# A Kubernetes build still running (the run failed before its test):
+	# it stops; the next run builds again, from Go's cache.
+	[[ -z $kube_pid ]] || kill -TERM -- "-$kube_pid" 2>/dev/null || true
+	[[ -z $kube_out ]] || rm -f "$kube_out"
 	# The test runs in a session of its own; if it is still there (this
 	# script was interrupted), it goes first, and with it its cleanups' hope.
 	if [[ -n $test_pid ]] && kill -0 "$test_pid" 2>/dev/null; then
@@ -238,6 +255,11 @@ finish() {
 			fi
 			((rc != 0)) || rc=1
 		fi
+	fi
+	# The cluster, before the engine: stop compares the host with what it
+	# found, which the engine's own rules and bridge were part of.
+	if [[ -n $kube_dir && -d $kube_dir ]]; then
+		"${as_root[@]}" "$root/scripts/kube-harness.sh" stop "$kube_dir" || { log "the Kubernetes harness did not leave the host as it found it"; ((rc != 0)) || rc=1; E2E_KEEP=1; }
 	fi
 	# The engine, its containers, volumes, images, bridge and firewall rules.
 	if [[ -n $docker_dir && -d $docker_dir ]]; then
@@ -273,9 +295,29 @@ warm_now() {
 	{ "${as_root[@]}" "$root/scripts/standin-image.sh" rootfs >/dev/null || log "the stand-in's root filesystem was not made; the e2e tries again"; } &
 	build_compose >/dev/null &
 	build_envbuilder >/dev/null &
+	"$root/scripts/kube-build.sh" >/dev/null &
 	build_coder >/dev/null || log "Coder was not built; the e2e tries again"
 	wait || true
 	log "warm: done after $(($(date +%s) - t0))s"
+}
+
+# run_tests TIMEOUT ARGS...: go test in e2e/ with the run's environment
+# (main's: this runs within it) and ARGS (-run, -skip), in a session of its
+# own (setsid execs in place: $! is its id), so that an interrupted run can
+# end the test and all it started.
+run_tests() {
+	local timeout=$1 rc=0
+	shift
+	(
+		cd "$root/e2e"
+		exec env E2E_RUN_ID="$run_id" E2E_RUN_DIR="$run_dir" E2E_REPO="$root" E2E_CODER="$coder" \
+			E2E_EGOAGENT="$egoagent" E2E_OP_HELPER="$ophelper" E2E_TOFU="$tofu" TF_CLI_CONFIG_FILE="$tfrc" \
+			"${docker_env[@]}" setsid go test -count=1 -v -timeout "$timeout" "$@" ./...
+	) &
+	test_pid=$!
+	wait "$test_pid" || rc=$?
+	test_pid=""
+	return "$rc"
 }
 
 main() {
@@ -289,6 +331,9 @@ main() {
 	(($# == 0)) || die "unknown argument '$1'; usage: scripts/e2e.sh [build-coder | build-compose | build-envbuilder | warm]"
 
 	local t0 coder tools tofu tfrc pgbin
+	# Globals (finish ends them): the Kubernetes build, which may outlive
+	# the tools' section.
+	kube_pid="" kube_out=""
 	t0=$(date +%s)
 	command -v setsid >/dev/null || die "setsid is missing: install util-linux (scripts/deps.sh)"
 	# As root, PostgreSQL runs as its own user, through runuser.
@@ -299,10 +344,13 @@ main() {
 	[[ -n ${E2E_PG_BINDIR:-$pgbin} ]] || die "no PostgreSQL server under /usr/lib/postgresql: install postgresql (scripts/deps.sh)"
 
 	# Which Docker tests run decides what is built and whether an engine starts.
-	local filter=${E2E_RUN:-.} want_workspace=0 want_stack=0 want_envbuilder=0 compose="" caddy="" pebble="" envbuilder=""
+	local filter=${E2E_RUN:-.} want_workspace=0 want_stack=0 want_envbuilder=0 want_kube=0 compose="" caddy="" pebble="" envbuilder=""
 	if [[ TestDockerWorkspace =~ $filter ]]; then want_workspace=1; fi
 	if [[ TestComposeStack =~ $filter || TestComposeOIDC =~ $filter ]]; then want_stack=1; fi
 	if [[ TestEnvbuilderWorkspace =~ $filter ]]; then want_envbuilder=1; fi
+	# The Kubernetes test makes its images in the Docker Engine (the
+	# stand-in, envbuilder's) and pushes them to the cluster's registry.
+	if [[ TestKubernetesWorkspace =~ $filter ]]; then want_kube=1 want_envbuilder=1; fi
 	# The engine and debootstrap need root: through sudo -n when this is not
 	# root (CI runners), the engine's socket then given to this user's group.
 	as_root=()
@@ -313,7 +361,7 @@ main() {
 	# their waits overlap it. Both are cached: later runs find them at once.
 	local bg rootfs_pid="" compose_pid="" envbuilder_pid=""
 	bg=$(mktemp -d "${TMPDIR:-/tmp}/egoengine-e2e-bg.XXXXXX")
-	trap 'kill $rootfs_pid $compose_pid $envbuilder_pid 2>/dev/null; rm -rf "$bg"' EXIT
+	trap 'kill $rootfs_pid $compose_pid $envbuilder_pid 2>/dev/null; [[ -z $kube_pid ]] || kill -- "-$kube_pid" 2>/dev/null; rm -rf "$bg" "$kube_out"' EXIT
 	if ((want_workspace || want_stack || want_envbuilder)); then
 		# debootstrap chroots: made as root (once).
 		"${as_root[@]}" "$root/scripts/standin-image.sh" rootfs >/dev/null &
@@ -326,6 +374,15 @@ main() {
 	if ((want_envbuilder)); then
 		build_envbuilder >"$bg/envbuilder" &
 		envbuilder_pid=$!
+	fi
+	# Kubernetes is waited for only when its test is next: the other tests
+	# run first, and its build (the lowest priority) takes what they leave
+	# of the cores, much of their time being waits.
+	kube_out=$(mktemp "${TMPDIR:-/tmp}/egoengine-e2e-kube.XXXXXX")
+	if ((want_kube)); then
+		# A session of its own, so that finish can end the whole build.
+		setsid nice -n 19 "$root/scripts/kube-build.sh" >"$kube_out" &
+		kube_pid=$!
 	fi
 
 	coder=$(build_coder)
@@ -383,7 +440,7 @@ main() {
 	chmod 755 "$run_dir"
 
 	local docker_env=()
-	if ((want_workspace || want_stack || want_envbuilder)); then
+	if ((want_workspace || want_stack || want_envbuilder || want_kube)); then
 		local t3 image stack stack_coder stack_postgres stack_caddy plugin henv DOCKER_HOST DOCKER_CONFIG EE_DOCKER_BRIDGE EE_DOCKER_GATEWAY
 		t3=$(date +%s)
 		docker_dir=$run_dir/d
@@ -420,20 +477,29 @@ main() {
 		fi
 	fi
 
-	local t1
+	local t1 rc=0
 	t1=$(date +%s)
-	# A session of its own (setsid execs in place: $! is its id), so that
-	# an interrupted run can end the test and all it started.
-	(
-		cd "$root/e2e"
-		exec env E2E_RUN_ID="$run_id" E2E_RUN_DIR="$run_dir" E2E_REPO="$root" E2E_CODER="$coder" \
-			E2E_EGOAGENT="$egoagent" E2E_OP_HELPER="$ophelper" E2E_TOFU="$tofu" TF_CLI_CONFIG_FILE="$tfrc" \
-			"${docker_env[@]}" setsid go test -count=1 -v -timeout 45m -run "$filter" ./...
-	) &
-	test_pid=$!
-	local rc=0
-	wait "$test_pid" || rc=$?
-	test_pid=""
+	if ((want_kube)); then
+		run_tests 45m -run "$filter" -skip '^TestKubernetesWorkspace$' || rc=$?
+		((rc == 0)) || die "the end-to-end test failed (exit $rc) after $(($(date +%s) - t1))s"
+		local kenv t4
+		t4=$(date +%s)
+		wait "$kube_pid" || die "Kubernetes was not built (scripts/kube-build.sh shows why)"
+		log "kubernetes: $(<"$kube_out") (waited $(($(date +%s) - t4))s after the other tests)"
+		kube_pid=""
+		t3=$(date +%s)
+		kube_dir=$run_dir/kc
+		kenv=$("${as_root[@]}" env "EE_KUBE_GROUP=$(id -g)" "$root/scripts/kube-harness.sh" start "$kube_dir") || die "the Kubernetes harness did not start (scripts/kube-harness.sh; as root or with passwordless sudo)"
+		log "kubernetes: cluster up in $(($(date +%s) - t3))s"
+		docker_env+=(E2E_KUBE_DIR="$kube_dir" E2E_KUBECONFIG="$(sed -n 's/^KUBECONFIG=//p' <<<"$kenv")")
+		local v
+		for v in PROVISIONER_KUBECONFIG BIN GATEWAY REGISTRY REGISTRY_USER REGISTRY_PASSWORD_FILE CA; do
+			docker_env+=("E2E_KUBE_$v=$(sed -n "s/^EE_KUBE_$v=//p" <<<"$kenv")")
+		done
+		run_tests 20m -run '^TestKubernetesWorkspace$' || rc=$?
+	else
+		run_tests 45m -run "$filter" || rc=$?
+	fi
 	((rc == 0)) || die "the end-to-end test failed (exit $rc) after $(($(date +%s) - t1))s"
 	log "passed in $(($(date +%s) - t0))s (the test itself: $(($(date +%s) - t1))s)"
 }
