@@ -295,8 +295,10 @@ warm_now() {
 	{ "${as_root[@]}" "$root/scripts/standin-image.sh" rootfs >/dev/null || log "the stand-in's root filesystem was not made; the e2e tries again"; } &
 	build_compose >/dev/null &
 	build_envbuilder >/dev/null &
-	"$root/scripts/kube-build.sh" >/dev/null &
 	build_coder >/dev/null || log "Coder was not built; the e2e tries again"
+	# After Coder, not beside it: the e2e needs Coder first and Kubernetes
+	# last, so Coder gets the cores' share first.
+	"$root/scripts/kube-build.sh" >/dev/null || log "Kubernetes was not built; the e2e tries again"
 	wait || true
 	log "warm: done after $(($(date +%s) - t0))s"
 }
@@ -375,18 +377,19 @@ main() {
 		build_envbuilder >"$bg/envbuilder" &
 		envbuilder_pid=$!
 	fi
+
+	coder=$(build_coder)
+	log "coder:    $coder ($("$coder" --version 2>/dev/null | head -n1))"
 	# Kubernetes is waited for only when its test is next: the other tests
-	# run first, and its build (the lowest priority) takes what they leave
-	# of the cores, much of their time being waits.
+	# run first, and its build (the lowest priority, and begun only now that
+	# Coder, which they need, is built) takes what they leave of the cores,
+	# much of their time being waits.
 	kube_out=$(mktemp "${TMPDIR:-/tmp}/egoengine-e2e-kube.XXXXXX")
 	if ((want_kube)); then
 		# A session of its own, so that finish can end the whole build.
 		setsid nice -n 19 "$root/scripts/kube-build.sh" >"$kube_out" &
 		kube_pid=$!
 	fi
-
-	coder=$(build_coder)
-	log "coder:    $coder ($("$coder" --version 2>/dev/null | head -n1))"
 	tools=$("$root/scripts/tools.sh")
 	tofu=$(sed -n 's/^TOFU=//p' <<<"$tools")
 	tfrc=$(sed -n 's/^TF_CLI_CONFIG_FILE=//p' <<<"$tools")
