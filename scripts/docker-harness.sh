@@ -235,25 +235,11 @@ stop() {
 	((shims == 0))
 }
 
-run() {
-	local dir rc=0
-	(($#)) || die "usage: scripts/docker-harness.sh run CMD..."
-	dir=$(mktemp -d /tmp/eedock.XXXXXX)
-	# shellcheck disable=SC2064 # the folder is fixed now
-	trap "stop '$dir'" EXIT
-	trap 'exit 130' INT TERM
-	set -a
-	# shellcheck disable=SC1090 # start's output: the variables above
-	. <(start "$dir")
-	set +a
-	"$@" || rc=$?
-	return "$rc"
-}
 
 case ${1:-} in
 start) (($# == 2)) || die "usage: start DIR"; start "$2" ;;
 restart) (($# == 2)) || die "usage: restart DIR"; restart "$2" ;;
 stop) (($# == 2)) || die "usage: stop DIR"; stop "$2" ;;
-run) shift; run "$@" ;;
+run) shift; run_harness eedock "$@" ;;
 *) die "usage: scripts/docker-harness.sh start DIR | restart DIR | stop DIR | run CMD..." ;;
 esac

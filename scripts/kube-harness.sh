@@ -597,25 +597,11 @@ stop_daemon() {
 	wait_gone "$p" 30 || { log "$1 ($p) did not stop within 30s: killing it"; kill -KILL "$p" 2>/dev/null || true; wait_gone "$p" 5 || true; }
 }
 
-run() {
-	local d rc=0
-	(($#)) || die "usage: scripts/kube-harness.sh run CMD..."
-	d=$(mktemp -d /tmp/eekube.XXXXXX)
-	# shellcheck disable=SC2064 # the folder is fixed now
-	trap "stop '$d'" EXIT
-	trap 'exit 130' INT TERM
-	set -a
-	# shellcheck disable=SC1090 # start's output: the variables above
-	. <(start "$d")
-	set +a
-	"$@" || rc=$?
-	return "$rc"
-}
 
 case ${1:-} in
 start) (($# == 2)) || die "usage: start DIR"; start "$2" ;;
 load) (($# == 3)) || die "usage: load DIR TAR"; dir=$2; load_into "$3" ;;
 stop) (($# == 2)) || die "usage: stop DIR"; stop "$2" ;;
-run) shift; run "$@" ;;
+run) shift; run_harness eekube "$@" ;;
 *) die "usage: scripts/kube-harness.sh start DIR | load DIR TAR | stop DIR | run CMD..." ;;
 esac

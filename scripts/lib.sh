@@ -120,3 +120,23 @@ free_net16() {
 	done
 	die "no free 10.x.0.0/16 found"
 }
+
+# run_harness PREFIX CMD...: a harness script's `run` (docker-harness.sh,
+# kube-harness.sh; each defines start DIR and stop DIR): starts in a fresh
+# folder /tmp/PREFIX.XXXXXX, runs CMD with start's output (NAME=value
+# lines) in its environment, and stops, also on failure or interrupt.
+run_harness() {
+	local prefix=$1 dir rc=0
+	shift
+	(($#)) || die "usage: $0 run CMD..."
+	dir=$(mktemp -d "/tmp/$prefix.XXXXXX")
+	# shellcheck disable=SC2064 # the folder is fixed now
+	trap "stop '$dir'" EXIT
+	trap 'exit 130' INT TERM
+	set -a
+	# shellcheck disable=SC1090 # start's output: the variables above
+	. <(start "$dir")
+	set +a
+	"$@" || rc=$?
+	return "$rc"
+}
