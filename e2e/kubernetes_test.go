@@ -116,9 +116,7 @@ func (k kubeRun) transport(t *testing.T) http.RoundTripper {
 // pod is what the test reads of a Pod.
 type pod struct {
 	Metadata struct {
-		Name   string            `json:"name"`
-		UID    string            `json:"uid"`
-		Labels map[string]string `json:"labels"`
+		Name string `json:"name"`
 	} `json:"metadata"`
 	Spec struct {
 		Containers []struct {
@@ -137,7 +135,6 @@ type pod struct {
 	Status struct {
 		Phase             string `json:"phase"`
 		ContainerStatuses []struct {
-			Ready bool `json:"ready"`
 			State struct {
 				Waiting *struct {
 					Reason  string `json:"reason"`

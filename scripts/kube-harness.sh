@@ -250,7 +250,7 @@ start() {
 	kubelet_port=$(free_port)
 	reg_port=$(free_port)
 	# Recorded first, so that stop removes whatever of it exists.
-	printf 'BRIDGE=%s\nGATEWAY=%s\nPOD_NET=%s.0/24\nSERVICE_NET=%s.0/24\n' "$br" "$gw" "$net" "$svc" >"$dir/state"
+	printf 'BIN=%s\nBRIDGE=%s\nGATEWAY=%s\nPOD_NET=%s.0/24\nSERVICE_NET=%s.0/24\n' "$bin" "$br" "$gw" "$net" "$svc" >"$dir/state"
 	ip link add name "$br" type bridge
 	ip addr add "$gw/24" dev "$br"
 	ip link set "$br" up
@@ -399,7 +399,9 @@ auth:
   htpasswd: {realm: egoengine-e2e, path: $dir/registry/htpasswd}
 EOF
 	daemon registry "$(dirname "$bin")/registry/usr/bin/docker-registry" serve "$dir/registry/config.yml"
-	wait_for registry 30 curl -fsS --cacert "$pki/ca.crt" -o /dev/null -w '' "https://$gw:$reg_port/v2/" -u "egoengine:$password"
+	# The password reaches curl in a file, never in its arguments.
+	(umask 077 && printf 'user = "egoengine:%s"\n' "$password" >"$dir/registry/curlrc")
+	wait_for registry 30 curl -fsS --cacert "$pki/ca.crt" -o /dev/null -K "$dir/registry/curlrc" "https://$gw:$reg_port/v2/"
 
 	wait_for kubelet 120 "$bin/kubectl" --kubeconfig "$dir/admin.kubeconfig" wait --for=condition=Ready "node/$node" --timeout=1s
 	# NetworkPolicies enforced: kube-router's firewall only, on this host
@@ -516,9 +518,10 @@ stop() {
 	[[ $dir == /* ]] || die "DIR must be absolute"
 	[[ -d $dir ]] || return 0
 	local bin="" br="" net="" n p mnt left=0 line key value ids
-	[[ -f $dir/env ]] && bin=$(sed -n 's/^EE_KUBE_BIN=//p' "$dir/env")
-	[[ -n $bin ]] || bin=$("$root/scripts/kube-build.sh" 2>/dev/null)/bin || true
+	# From start's record only: a stop never builds (without a record,
+	# start died before any daemon ran).
 	if [[ -f $dir/state ]]; then
+		bin=$(sed -n 's/^BIN=//p' "$dir/state")
 		br=$(sed -n 's/^BRIDGE=//p' "$dir/state")
 		net=$(sed -n 's/^POD_NET=//p' "$dir/state")
 	fi
