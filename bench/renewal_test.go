@@ -10,9 +10,11 @@ import (
 
 	"github.com/veraticus/egoengine/internal/health/check/checktest"
 	"github.com/veraticus/egoengine/internal/health/status"
+	"github.com/veraticus/egoengine/internal/secrets/codexsim"
 	"github.com/veraticus/egoengine/internal/secrets/config"
 	"github.com/veraticus/egoengine/internal/secrets/daemon"
 	"github.com/veraticus/egoengine/internal/secrets/engine"
+	"github.com/veraticus/egoengine/internal/secrets/renew"
 	"github.com/veraticus/egoengine/internal/secrets/source/onepassword/opservice"
 )
 
@@ -135,4 +137,78 @@ func nearPassesPerDay(b *testing.B) int {
 		b.Fatal(fmt.Errorf("the planner asked for no near-renewal pass"))
 	}
 	return n
+}
+
+// BenchmarkRenewerBudget reports what one renewal by egoagent (renew = true)
+// costs, in 1Password requests and token-endpoint calls, for two
+// workspaces sharing the login (the local service and codexsim's endpoint):
+//   - renewer-requests: the pass that takes the lease, renews, installs and
+//     uploads (refresh --renew);
+//   - held-requests: another workspace's look while the lease is held (it
+//     reads the lease and leaves the renewal to the holder);
+//   - install-requests: that workspace's next look, which installs the new
+//     login;
+//   - endpoint-calls: calls to the token endpoint, for both workspaces.
+func BenchmarkRenewerBudget(b *testing.B) {
+	bs := binaries(b)
+	helper, err := buildOpHelper()
+	if err != nil {
+		b.Fatal(err)
+	}
+	var renewer, held, install, calls int
+	for i := 0; i < b.N; i++ {
+		iss := codexsim.NewIssuer()
+		iss.Lifetime = 10 * 24 * time.Hour
+		svc, err := opservice.Start("")
+		if err != nil {
+			b.Fatal(err)
+		}
+		svc.AddVault(opservice.Vault{Name: "egoengine", Items: []opservice.Item{{Title: "Codex Auth", Category: opservice.SecureNote,
+			Sections: []opservice.Section{{Files: []opservice.File{{Name: "auth.json", Content: iss.Seed(10 * 24 * time.Hour)}}}}}}})
+		dir := b.TempDir()
+		cert := filepath.Join(dir, "service.pem")
+		os.WriteFile(cert, svc.CertPEM(), 0o600)
+		cfg := filepath.Join(dir, "config.toml")
+		os.WriteFile(cfg, []byte(renewalConfig+"renew = true\n"), 0o600)
+		envFor := func(name string) []string {
+			home := filepath.Join(dir, name)
+			os.MkdirAll(home, 0o700)
+			return []string{"HOME=" + home, "EGOAGENT_CONFIG=" + cfg, "EGOAGENT_OP_HELPER=" + helper,
+				"EGOAGENT_OPTEST_ADDR=" + svc.Addr(), "EGOAGENT_OPTEST_CERT=" + cert, "OP_SERVICE_ACCOUNT_TOKEN=" + svc.Token(),
+				renew.TokenURLEnv + "=" + iss.TokenURL()}
+		}
+		a, o := envFor("a"), envFor("b")
+		run(b, a, bs["egoagent"], "sync")
+		run(b, o, bs["egoagent"], "sync")
+
+		// The other workspace looks while a holds a live claim.
+		claimed := make(chan struct{})
+		svc.Before(opservice.RoutePatchItems, func() { close(claimed) })
+		done := make(chan struct{})
+		svc.ResetCounts()
+		go func() {
+			defer close(done)
+			run(b, a, bs["egoagent"], "refresh", "--renew", "codex")
+		}()
+		<-claimed
+		time.Sleep(time.Second) // the claim's write lands
+		before := svc.Total()
+		run(b, o, bs["egoagent"], "refresh", "--renew", "codex")
+		held = svc.Total() - before
+		<-done
+		renewer = svc.Total() - held
+		svc.ResetCounts()
+		run(b, o, bs["egoagent"], "refresh", "codex")
+		install = svc.Total()
+		calls = len(iss.Refreshes())
+		if it, _ := svc.Item("egoengine", "Codex Auth"); calls != 1 || string(it.Sections[0].Files[0].Content) == "" {
+			b.Fatalf("%d endpoint calls", calls)
+		}
+		svc.Close()
+		iss.Close()
+	}
+	b.ReportMetric(float64(renewer), "renewer-requests")
+	b.ReportMetric(float64(held), "held-requests")
+	b.ReportMetric(float64(install), "install-requests")
+	b.ReportMetric(float64(calls), "endpoint-calls")
 }

@@ -16,9 +16,9 @@ trap 'rm -f "$out"' EXIT
 
 scripts/build.sh >&2
 go build -trimpath -ldflags='-s -w' -o bin/hello ./bench/hello
-EGOAGENT_BIN=$PWD/bin/egoagent go test -run '^$' -bench . -skip 'OnePassword|RenewalBudget' -benchtime "${count}x" ./bench/ | tee "$out" >&2
+EGOAGENT_BIN=$PWD/bin/egoagent go test -run '^$' -bench . -skip 'OnePassword|RenewalBudget|RenewerBudget' -benchtime "${count}x" ./bench/ | tee "$out" >&2
 EGOAGENT_BIN=$PWD/bin/egoagent go test -run '^$' -bench OnePassword -benchtime "${op_count}x" ./bench/ | tee -a "$out" >&2
-EGOAGENT_BIN=$PWD/bin/egoagent go test -run '^$' -bench RenewalBudget -benchtime 1x ./bench/ | tee -a "$out" >&2
+EGOAGENT_BIN=$PWD/bin/egoagent go test -run '^$' -bench 'RenewalBudget|RenewerBudget' -benchtime 1x ./bench/ | tee -a "$out" >&2
 
 # The Codex simulation (cmd/egoagent/codexsim_test.go): how long a renewal
 # takes to reach 1Password and every other workspace. SIM_USES uses, 45 to
@@ -29,6 +29,8 @@ EGOAGENT_TEST_CODEX=$(scripts/ensure-codex.sh) EGOAGENT_REQUIRE_CODEX=1 EGOAGENT
 	go test -count=1 -run '^TestCodexSimulationWithWriteBack$' ./cmd/egoagent/ >&2
 # int NAME: BenchmarkRenewalBudget's metric NAME, a count.
 int() { printf %.0f "$(metric "$1" BenchmarkRenewalBudget)"; }
+# own NAME: BenchmarkRenewerBudget's metric NAME, a count.
+own() { printf %.0f "$(metric "$1" BenchmarkRenewerBudget)"; }
 # sim FIELD: the value after FIELD in the simulation's report line.
 sim() { awk -v f="$1" '{ for (i = 1; i < NF; i++) if ($i == f) print $(i+1) }' "$sim_report"; }
 
@@ -77,6 +79,9 @@ daemon and 1Password issues. Rerun \`make bench\` to refresh this page.
 | a pass over the same items, nothing changed: HTTP requests | $u5 (no Documents: $u0) | every file downloaded, the old formula: $r5 ($r0) | $(metric x-unchanged BenchmarkOnePasswordImage5)x fewer | at most 12 |
 | near-renewal looks for a shared Codex login on the day of a renewal: 1Password requests | $(int near-requests-day) ($(int near-passes-day) looks of $(int check-requests)) | the default schedule's day: $(int schedule-requests-day) | $(metric x-schedule BenchmarkRenewalBudget)x | at most 250 a day, none on the 7 days between renewals |
 | a pass that uploads a renewed auth.json (write-back): requests | $(int upload-requests) | a look that finds nothing new: $(int check-requests) | - | - |
+| one renewal by egoagent (\`renew = true\`): the renewer's pass (lease, endpoint, install, upload): requests | $(own renewer-requests) | a look that finds nothing new: $(int check-requests) | - | - |
+| the same renewal, each other workspace: a look while the lease is held, then the look that installs the new login | $(own held-requests) + $(own install-requests) | - | - | - |
+| the same renewal, token-endpoint calls for all workspaces | $(own endpoint-calls) | Codex in every workspace at once without it: one each, all but one refused | - | exactly 1 |
 | simulation, a renewal reaching 1Password (median / max over $(sim renewals) renewals) | $(sim upload-median) / $(sim upload-max) | - | - | - |
 | simulation, a renewal reaching every other workspace (median / max) | $(sim everywhere-median) / $(sim everywhere-max) | uses 45 to 60 s apart | - | under 45 s |
 
@@ -139,6 +144,12 @@ daemon and 1Password issues. Rerun \`make bench\` to refresh this page.
   clock over a day whose start is a Codex renewal point with tokens living 10 days, counts the looks it
   asks for; one look (\`egoagent sync codex\` against \`opservice\`) and one pass that uploads are counted by
   the service. Renewals come every 8 days, so the other days cost nothing extra.
+- **One renewer** (\`BenchmarkRenewerBudget\`): two workspaces share a login in \`opservice\`, codexsim stands in
+  for the token endpoint. One runs \`egoagent refresh --renew codex\` (a renewal as its look near renewal would
+  make it); while its claim is held the other runs the same and leaves it; then the other's next look installs
+  the new login. A renewal for three workspaces then costs at most $(own renewer-requests) + 2 × ($(own held-requests) + $(own install-requests)) = $(( $(own renewer-requests) + 2 * ( $(own held-requests) + $(own install-requests) ) )) requests and one
+  endpoint call, once every 8 days; the looks begin 30 minutes before Codex's point and end once the new login
+  is in, so the post-point looks above are not spent while renewals succeed.
 - **The simulation** runs the real Codex CLI in three workspaces (three daemons, the real helper and SDK)
   against codexsim's token endpoint, in a network namespace of its own ([egoagent.md](egoagent.md#the-simulation)).
   Its tokens live 310 s, so the looks come every 10 s; each look is a cold helper pass (seconds of CPU), and

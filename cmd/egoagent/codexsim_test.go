@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"math/rand/v2"
@@ -13,8 +14,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/veraticus/egoengine/internal/health/check"
 	"github.com/veraticus/egoengine/internal/health/check/checktest"
 	"github.com/veraticus/egoengine/internal/secrets/codexsim"
+	"github.com/veraticus/egoengine/internal/secrets/renew"
 	"github.com/veraticus/egoengine/internal/secrets/source/onepassword/opservice"
 )
 
@@ -54,7 +57,7 @@ func TestCodexSimulationWithWriteBack(t *testing.T) {
 	if n, err := fmt.Sscan(os.Getenv("EGOAGENT_SIM_USES"), &uses); n == 1 && err == nil && uses < 2 {
 		t.Fatalf("EGOAGENT_SIM_USES=%d: at least 2", uses)
 	}
-	sim := newSimulation(t, codex, true)
+	sim := newSimulation(t, codex, simOptions{writeBack: true})
 	sim.play(uses, false)
 
 	if reused := sim.iss.Reused(); len(reused) > 0 {
@@ -63,22 +66,7 @@ func TestCodexSimulationWithWriteBack(t *testing.T) {
 	if got := sim.renewals(); got < uses {
 		t.Fatalf("%d renewals in %d uses: the simulation did not exercise renewal", got, uses)
 	}
-	newest := sim.iss.Newest()
-	eventually(t, 2*time.Minute, "every workspace and 1Password hold the newest copy", func() bool {
-		if sim.inVault() != newest {
-			return false
-		}
-		for _, w := range sim.ws {
-			if g, _ := codexsim.Gen([]byte(w.read(".codex/auth.json"))); g != newest {
-				return false
-			}
-		}
-		return true
-	})
-	sim.stop()
-	if v := sim.violations(); len(v) > 0 {
-		t.Fatalf("an older copy was installed over a newer one:\n%s", strings.Join(v, "\n"))
-	}
+	sim.settle()
 	sim.report(t)
 }
 
@@ -87,12 +75,115 @@ func TestCodexSimulationWithoutWriteBackFails(t *testing.T) {
 	if !codexsim.InNetns(t) {
 		return
 	}
-	sim := newSimulation(t, codex, false)
+	sim := newSimulation(t, codex, simOptions{})
 	sim.play(4, true)
 	sim.stop()
 	if len(sim.iss.Reused()) == 0 {
 		t.Fatal("without write-back no workspace presented a spent refresh token: the simulation cannot fail")
 	}
+}
+
+// The concurrent case: right after each refresh point, Codex runs in
+// every workspace within a few seconds of the others, as when the owner
+// (or agents he left running) works in several at once. Every copy holds
+// the same refresh token then, so without one renewer ahead of them all,
+// each Codex renews with it and all but one get refresh_token_reused.
+//
+// Tokens here live 420 s: Codex's refresh point is 120 s after each renewal,
+// and egoagent renews 84 s before it (six looks of 14 s), a renewal about
+// every minute.
+const (
+	simRenewLife   = 420 * time.Second
+	simRenewRounds = 3
+	simTogether    = 3 * time.Second // the spread of one round's uses
+)
+
+func TestCodexSimulationConcurrentWithRenewer(t *testing.T) {
+	codex := simCodex(t)
+	if !codexsim.InNetns(t) {
+		return
+	}
+	sim := newSimulation(t, codex, simOptions{writeBack: true, renew: true, life: simRenewLife})
+	for round := range simRenewRounds {
+		point := sim.refreshPoint()
+		time.Sleep(time.Until(point) + time.Second)
+		for i, ex := range sim.together() {
+			t.Logf("round %d, workspace %d: exit %d, refreshes %d, model calls %+v, took %s", round, i, ex.ExitCode, len(ex.Refreshes), ex.ModelCalls, ex.Took.Round(time.Millisecond))
+			if ex.ExitCode != 0 || !strings.Contains(ex.Output, codexsim.Reply) {
+				t.Errorf("round %d: Codex failed in workspace %d (exit %d):\n%s", round, i, ex.ExitCode, ex.Output)
+			}
+			if len(ex.Refreshes) > 0 {
+				t.Errorf("round %d: Codex renewed the login itself in workspace %d: %+v", round, i, ex.Refreshes)
+			}
+		}
+	}
+	refreshes := sim.iss.Refreshes()
+	seen := map[string]bool{}
+	for _, r := range refreshes {
+		if seen[r.Token] || r.Outcome != codexsim.OK {
+			t.Errorf("refresh token of generation %d presented again (%s)", r.TokenGen, r.Outcome)
+		}
+		seen[r.Token] = true
+		if r.Run != "" {
+			t.Errorf("a Codex process renewed (run %s): only egoagent's renewer may", r.Run)
+		}
+	}
+	if len(refreshes) < simRenewRounds {
+		t.Fatalf("%d renewals in %d rounds: egoagent did not renew ahead of each point", len(refreshes), simRenewRounds)
+	}
+	sim.settle()
+}
+
+// The same use without the renewer (write-back alone): the round right
+// after the point sees the reuse, so the case above can fail.
+func TestCodexSimulationConcurrentWithoutRenewerFails(t *testing.T) {
+	codex := simCodex(t)
+	if !codexsim.InNetns(t) {
+		return
+	}
+	sim := newSimulation(t, codex, simOptions{writeBack: true, life: simRenewLife, seedLeft: codexsim.RefreshWindow + 20*time.Second})
+	time.Sleep(time.Until(sim.refreshPoint()) + time.Second)
+	sim.together()
+	sim.stop()
+	if len(sim.iss.Reused()) == 0 {
+		t.Fatal("Codex in every workspace at once, without the renewer, and no refresh token was presented twice: the concurrent case cannot fail")
+	}
+}
+
+// refreshPoint is when Codex renews the login 1Password holds now.
+func (s *simulation) refreshPoint() time.Time {
+	it, ok := s.svc.Item("egoengine", "Codex Auth")
+	if !ok || len(it.Sections) == 0 || len(it.Sections[0].Files) == 0 {
+		s.t.Fatal("no login in 1Password")
+	}
+	st, ok := check.Date(check.KindCodex, it.Sections[0].Files[0].Content)
+	if !ok {
+		s.t.Fatal("the login in 1Password carries no dates")
+	}
+	return st.RefreshAt()
+}
+
+// together runs Codex once in every workspace, each starting within
+// simTogether of the first, and returns what each run did.
+func (s *simulation) together() []codexsim.Exec {
+	out := make([]codexsim.Exec, len(s.ws))
+	var wg sync.WaitGroup
+	for i, w := range s.ws {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			time.Sleep(time.Duration(rand.Int64N(int64(simTogether))))
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			ex, err := s.iss.Run(ctx, s.codex, w.home)
+			if err != nil {
+				s.t.Errorf("workspace %d: %v", i, err)
+			}
+			out[i] = ex
+		}()
+	}
+	wg.Wait()
+	return out
 }
 
 func simCodex(t *testing.T) string {
@@ -139,21 +230,35 @@ path = "~/.codex/auth.json"
 check = "codex"
 policy = "consumer-rewrites"
 write_back = %t
+renew = %t
 `
 
-func newSimulation(t *testing.T, codex string, writeBack bool) *simulation {
+// simOptions shape a simulation: what the workspaces' egoagent does with
+// the login, how many workspaces share it, and the login's tokens.
+type simOptions struct {
+	writeBack, renew bool
+	workspaces       int           // 3 when 0
+	life             time.Duration // of every token issued; codexsim.DefaultLifetime when 0
+	seedLeft         time.Duration // how long the first login's access token has left; life when 0
+}
+
+func newSimulation(t *testing.T, codex string, o simOptions) *simulation {
 	t.Helper()
+	o.workspaces = cmp.Or(o.workspaces, 3)
+	o.life = cmp.Or(o.life, codexsim.DefaultLifetime)
+	o.seedLeft = cmp.Or(o.seedLeft, o.life)
 	helper, err := buildTestHelper()
 	if err != nil {
 		t.Fatal(err)
 	}
 	s := &simulation{t: t, codex: codex, iss: codexsim.NewIssuer(), renewed: map[int]time.Time{}, vault: map[int]time.Time{}, done: make(chan struct{})}
 	t.Cleanup(s.iss.Close)
+	s.iss.Lifetime = o.life
 	if s.svc, err = opservice.Start(""); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(s.svc.Close)
-	seed := s.iss.Seed(codexsim.DefaultLifetime)
+	seed := s.iss.Seed(o.seedLeft)
 	s.svc.AddVault(opservice.Vault{Name: "egoengine", Items: []opservice.Item{{
 		Title: "Codex Auth", Category: opservice.SecureNote,
 		Sections: []opservice.Section{{Files: []opservice.File{{Name: "auth.json", Content: seed}}}},
@@ -162,12 +267,13 @@ func newSimulation(t *testing.T, codex string, writeBack bool) *simulation {
 	if err := os.WriteFile(cert, s.svc.CertPEM(), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	s.env = []string{"EGOAGENT_OP_HELPER=" + helper, "EGOAGENT_OPTEST_ADDR=" + s.svc.Addr(), "EGOAGENT_OPTEST_CERT=" + cert}
+	s.env = []string{"EGOAGENT_OP_HELPER=" + helper, "EGOAGENT_OPTEST_ADDR=" + s.svc.Addr(), "EGOAGENT_OPTEST_CERT=" + cert,
+		renew.TokenURLEnv + "=" + s.iss.TokenURL()}
 	token := s.svc.Token()
-	for range 3 {
+	for range o.workspaces {
 		w := newWorkspace(t, "")
 		w.token = token
-		if err := os.WriteFile(w.config, fmt.Appendf(nil, simConfig, codex, writeBack), 0o600); err != nil {
+		if err := os.WriteFile(w.config, fmt.Appendf(nil, simConfig, codex, o.writeBack, o.renew), 0o600); err != nil {
 			t.Fatal(err)
 		}
 		s.ws = append(s.ws, w)
@@ -284,6 +390,29 @@ func (s *simulation) stop() {
 		eventually(s.t, 10*time.Second, "the workspace's egoagent processes end", func() bool {
 			return daemonGone(w.stateDir()) && homeProcs(w.home, func([]byte) bool { return true }) == 0
 		})
+	}
+}
+
+// settle waits until every workspace and 1Password hold the newest login
+// issued, stops the simulation, and fails if any workspace ever stepped
+// back to an older copy.
+func (s *simulation) settle() {
+	s.t.Helper()
+	newest := s.iss.Newest()
+	eventually(s.t, 2*time.Minute, "every workspace and 1Password hold the newest login", func() bool {
+		if s.inVault() != newest {
+			return false
+		}
+		for _, w := range s.ws {
+			if g, _ := codexsim.Gen([]byte(w.read(".codex/auth.json"))); g != newest {
+				return false
+			}
+		}
+		return true
+	})
+	s.stop()
+	if v := s.violations(); len(v) > 0 {
+		s.t.Fatalf("an older copy was installed over a newer one:\n%s", strings.Join(v, "\n"))
 	}
 }
 

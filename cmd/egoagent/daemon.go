@@ -125,6 +125,7 @@ func refreshCommand() *cli.Command {
 		ArgsUsage: "[NAME...]",
 		Flags: []cli.Flag{
 			&cli.BoolFlag{Name: "force", Usage: "install 1Password's copy even where the consumer-rewrites policy would keep the local file"},
+			&cli.BoolFlag{Name: "renew", Usage: "renew logins configured with renew = true now, before they are due (one workspace renews, the others get its login)"},
 			&cli.DurationFlag{Name: "timeout", Usage: "give up after this long", Value: 5 * time.Minute},
 		},
 		Action: func(c *cli.Context) error {
@@ -135,7 +136,7 @@ func refreshCommand() *cli.Command {
 			ctx, cancel := context.WithTimeout(c.Context, c.Duration("timeout"))
 			defer cancel()
 			req := e.request(daemon.OpRefresh)
-			req.Names, req.Force = c.Args().Slice(), c.Bool("force")
+			req.Names, req.Force, req.Renew = c.Args().Slice(), c.Bool("force"), c.Bool("renew")
 			resp, err := daemon.Call(ctx, e.stateDir, req)
 			if errors.Is(err, daemon.ErrNoDaemon) {
 				// No daemon: do the pass here, as sync would.
@@ -148,7 +149,7 @@ func refreshCommand() *cli.Command {
 					return err
 				}
 				defer eng.Close()
-				rep, err := runPass(c.Context, c.Duration("timeout"), eng, engine.Options{Trigger: status.TriggerRefresh, Names: req.Names, Force: req.Force, Wait: true})
+				rep, err := runPass(c.Context, c.Duration("timeout"), eng, engine.Options{Trigger: status.TriggerRefresh, Names: req.Names, Force: req.Force, RenewNow: req.Renew, Wait: true})
 				return reportOutcome(c.App.Writer, rep, err)
 			}
 			if err != nil {

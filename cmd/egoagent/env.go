@@ -16,6 +16,7 @@ import (
 	"github.com/veraticus/egoengine/internal/secrets/config"
 	"github.com/veraticus/egoengine/internal/secrets/daemon"
 	"github.com/veraticus/egoengine/internal/secrets/engine"
+	"github.com/veraticus/egoengine/internal/secrets/renew"
 )
 
 // Global flags. Every setting egoagent takes from flags or the environment
@@ -93,7 +94,9 @@ func (e *env) loadConfig() (*config.Config, error) {
 // setup is what an engine needs from this process besides its
 // configuration.
 func (e *env) setup() engine.Setup {
-	return engine.Setup{Home: e.home, StateDir: e.stateDir, Log: e.log, Helper: e.c.String("op-helper")}
+	host, _ := os.Hostname() // names this workspace in a renewal lease
+	return engine.Setup{Home: e.home, StateDir: e.stateDir, Log: e.log, Helper: e.c.String("op-helper"),
+		Holder: host, TokenURL: os.Getenv(renew.TokenURLEnv)}
 }
 
 // newLogger logs for people on a terminal and for machines elsewhere. Log

@@ -22,6 +22,13 @@
       path = "~/.codex/auth.json";
       check = "codex";
       policy = "consumer-rewrites";
+      # Codex's renewals reach every workspace (write_back), and egoagent
+      # renews the shared login itself, once, before any Codex would
+      # (renew): docs/egoagent.md, One renewer. Both need the service
+      # account to have write access to the vault; without it they fail
+      # in status and Codex renews by itself, as before.
+      write_back = true;
+      renew = true;
     }
   ];
 

@@ -59,6 +59,12 @@ func metadataLine(s *State, now time.Time) string {
 				break
 			}
 		}
+		for _, sec := range s.Secrets {
+			if r := sec.Renewal; r != nil && r.Failed {
+				parts = append(parts, fmt.Sprintf("%s renewal failing (%s)", printable.Name(sec.Name), printable.Name(string(r.Class))))
+				break
+			}
+		}
 		if e := soonest(s.Secrets); e != nil && e.Expires.Sub(now) < 72*time.Hour {
 			if e.Expires.After(now) {
 				parts = append(parts, fmt.Sprintf("%s expires in %s", printable.Name(e.Name), Round(e.Expires.Sub(now))))
@@ -253,6 +259,9 @@ func chain(sec Secret, now time.Time) []string {
 			l += ": " + printable.Text(wb.Note)
 		}
 		lines = append(lines, l)
+	}
+	if r := sec.Renewal; r != nil {
+		lines = append(lines, "renewal by egoagent "+Ago(now, r.At)+": "+printable.Text(r.Note))
 	}
 	if sec.NextWhy == TriggerNearRenewal && !sec.NextRefresh.IsZero() {
 		lines = append(lines, "next look at 1Password "+until(now, sec.NextRefresh)+": near renewal, a copy renewed elsewhere must arrive before this one is used")

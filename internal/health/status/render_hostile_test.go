@@ -157,6 +157,12 @@ func TestMetadataHostileStrings(t *testing.T) {
 		{"write-back class", &State{LastPass: synced, Secrets: []Secret{
 			{Name: "codex", State: Kept, WriteBack: &WriteBack{Class: "ro\x1b[2J"}}}},
 			`ok: 1 fresh, synced 5m ago; codex write-back failing ("ro\x1b[2J")`},
+		{"renewal class", &State{LastPass: synced, Secrets: []Secret{
+			{Name: "codex", State: Fresh, Renewal: &Renewal{Failed: true, Class: "x\x1b[2J"}}}},
+			`ok: 1 fresh, synced 5m ago; codex renewal failing ("x\x1b[2J")`},
+		{"renewal left to another", &State{LastPass: synced, Secrets: []Secret{
+			{Name: "codex", State: Fresh, Renewal: &Renewal{Note: "ws/1 renews it"}}}},
+			`ok: 1 fresh, synced 5m ago`},
 		{"pending C1", &State{LastPass: synced, Secrets: []Secret{{Name: "p\u009b2J", State: Pending}}},
 			`"p\u009b2J" pending`},
 		{"whole hostile state", hostileState(),

@@ -138,6 +138,7 @@ type Secret struct {
 	RefreshAt   time.Time     `json:"refresh_at,omitzero"`   // when its program renews it on next use
 	TokenLife   time.Duration `json:"token_life,omitempty"`  // how long its access token was issued for
 	WriteBack   *WriteBack    `json:"write_back,omitempty"`  // the last upload attempt
+	Renewal     *Renewal      `json:"renewal,omitempty"`     // the last time egoagent came to renew it (renew = true)
 }
 
 // FileStamp is what an installed file looked like when a pass judged it:
@@ -190,6 +191,17 @@ type WriteBack struct {
 	OK    bool         `json:"ok"`
 	Note  string       `json:"note,omitempty"`  // what happened, in words
 	Class source.Class `json:"class,omitempty"` // when it failed
+}
+
+// Renewal is how egoagent's last attempt to renew a login ahead of its
+// program went: renewed here, left to another workspace that holds the
+// lease, or failed. Failed is set only when this workspace's attempt went
+// wrong (not when another workspace renews).
+type Renewal struct {
+	At     time.Time    `json:"at"`
+	Note   string       `json:"note"`
+	Failed bool         `json:"failed,omitempty"`
+	Class  source.Class `json:"class,omitempty"`
 }
 
 // Find returns the secret named name, or nil.

@@ -89,7 +89,12 @@ type Secret struct {
 	// the source's copy (its program refreshed it), so that other
 	// workspaces get it. Only for dated files under consumer-rewrites.
 	WriteBack bool
-	Line      int // line of its [[secret]] header, for messages
+	// Renew has egoagent renew the login itself ahead of its program, once
+	// for all workspaces, agreeing through a lease in the source which one
+	// renews (package renew). Only with WriteBack, which takes the new
+	// login to the others.
+	Renew bool
+	Line  int // line of its [[secret]] header, for messages
 }
 
 // Mirror copies every Document item of a vault whose title starts with
@@ -203,6 +208,7 @@ type file struct {
 		Policy    string `toml:"policy"`
 		Schedule  string `toml:"schedule"`
 		WriteBack bool   `toml:"write_back"`
+		Renew     bool   `toml:"renew"`
 	} `toml:"secret"`
 	Mirror []struct {
 		Vault  string `toml:"vault"`
@@ -385,6 +391,12 @@ func Parse(path string, data []byte, env Env) (*Config, error) {
 		if s.WriteBack && (policy != PolicyConsumerRewrites || !check.Dated(kind)) {
 			return nil, errf(key("write_back"), "%s: write_back needs policy = %q and check = %q: egoagent uploads a file only when it can tell that the file is newer than 1Password's copy, and only Codex's auth.json carries the dates to tell", label, PolicyConsumerRewrites, check.KindCodex)
 		}
+		if s.Renew && !s.WriteBack {
+			return nil, errf(key("renew"), "%s: renew needs write_back = true: a login egoagent renews reaches the other workspaces through 1Password", label)
+		}
+		if s.Renew && c.Source.Kind != SourceOnePassword {
+			return nil, errf(key("renew"), "%s: renew needs source.kind = %q: the workspaces agree on who renews through a lease kept in 1Password", label, SourceOnePassword)
+		}
 		if s.Schedule != "" {
 			if err := validSchedule(s.Schedule, floor); err != nil {
 				return nil, errf(key("schedule"), "%s: schedule: %v", label, err)
@@ -392,7 +404,7 @@ func Parse(path string, data []byte, env Env) (*Config, error) {
 		}
 		c.Secrets = append(c.Secrets, Secret{
 			Name: s.Name, Ref: ref, Path: dest, Mode: mode, Check: kind,
-			Policy: policy, Schedule: s.Schedule, WriteBack: s.WriteBack, Line: lines.line(at),
+			Policy: policy, Schedule: s.Schedule, WriteBack: s.WriteBack, Renew: s.Renew, Line: lines.line(at),
 		})
 	}
 

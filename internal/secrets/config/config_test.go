@@ -111,6 +111,8 @@ func TestParseBad(t *testing.T) {
 		{"write_back without consumer-rewrites", secret("check = \"codex\"\nwrite_back = true\n"), `cfg.toml:6: secret "codex": write_back needs policy = "consumer-rewrites" and check = "codex"`},
 		{"write_back on an undated check", secret("check = \"json\"\npolicy = \"consumer-rewrites\"\nwrite_back = true\n"), `cfg.toml:7: secret "codex": write_back needs`},
 		{"write_back as a string", secret("write_back = \"yes\"\n"), `cfg.toml:5: secret.write_back must be true or false, without quotes`},
+		{"renew without write_back", secret("check = \"codex\"\npolicy = \"consumer-rewrites\"\nrenew = true\n"), `cfg.toml:7: secret "codex": renew needs write_back = true`},
+		{"renew from a directory", "[source]\nkind = \"dir\"\ndir = \"/srv\"\n" + secret("check = \"codex\"\npolicy = \"consumer-rewrites\"\nwrite_back = true\nrenew = true\n"), `secret "codex": renew needs source.kind = "1password"`},
 		{"bad secret schedule", secret("schedule = \"hourly\"\n"), `cfg.toml:5: secret "codex": schedule: "hourly" is not a schedule`},
 		{"mirror without vault", "[[mirror]]\nprefix = \"home/\"\n", `cfg.toml:1: [[mirror]] #1 has no vault`},
 		{"mirror prefix", "[[mirror]]\nvault = \"v\"\nprefix = \"home\"\n", `cfg.toml:3: mirror prefix "home" must end with '/'`},

@@ -38,6 +38,7 @@ var expect = map[string]string{
 	"secret.policy":           `a string in double quotes: "replace" or "consumer-rewrites"`,
 	"secret.schedule":         `a string in double quotes, such as "@daily"`,
 	"secret.write_back":       "true or false, without quotes",
+	"secret.renew":            "true or false, without quotes",
 	"mirror.vault":            `a string in double quotes, such as "egoengine"`,
 	"mirror.prefix":           `a string in double quotes, such as "home/"`,
 	"mirror.mode":             `a string in double quotes, such as "0600", because modes are octal strings`,

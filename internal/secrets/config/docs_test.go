@@ -53,7 +53,7 @@ func TestDocumentedDefaults(t *testing.T) {
 	want := []string{
 		"source.kind", "schedule.refresh", "schedule.jitter", "schedule.start_deadline",
 		"check.codex_command", "check.timeout",
-		"secret.mode", "secret.policy", "secret.write_back", "mirror.prefix", "mirror.mode",
+		"secret.mode", "secret.policy", "secret.write_back", "secret.renew", "mirror.prefix", "mirror.mode",
 	}
 	for _, k := range want {
 		if _, ok := docs[k]; !ok {

@@ -139,3 +139,55 @@ func TestBusyFileIsLookedAtAgainSoon(t *testing.T) {
 		t.Fatalf("next %v (%s)", next, why)
 	}
 }
+
+// With renew = true the looks begin six looks before Codex's point, each
+// workspace at its own moment within half a look, and every look may renew.
+// Once the renewed login is installed, the looks move to its point, so the
+// hour after the old point costs nothing.
+func TestNearRenewalLooksBeginAheadForTheRenewer(t *testing.T) {
+	start := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
+	point := start.Add(6 * time.Hour)
+	life := 10 * 24 * time.Hour
+	renewAt := point.Add(-30 * time.Minute)
+	var firsts []time.Time
+	for seed := range uint64(20) {
+		cfg, err := config.Parse("test.toml", []byte("[schedule]\nrefresh = \"@every 24h\"\njitter = \"0s\"\n[[secret]]\nname = \"codex\"\nref = \"op://v/i/f\"\npath = \"~/a\"\n"), config.Env{Home: t.TempDir()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		p := NewPlanner(cfg, start, rand.New(rand.NewPCG(seed, 2)))
+		observe := func(now, refreshAt time.Time) {
+			p.Observe(&engine.Report{Outcomes: []engine.Outcome{{Name: "codex", State: status.Fresh, RefreshAt: refreshAt, TokenLife: life,
+				RenewAt: refreshAt.Add(-30 * time.Minute)}}}, now)
+		}
+		observe(start, point)
+		var looks []time.Time
+		for now := p.Next(); !now.After(start.Add(24 * time.Hour)); now = p.Next() {
+			pass, ok := p.Due(now)
+			if !ok {
+				continue
+			}
+			if pass.Trigger != status.TriggerNearRenewal {
+				continue
+			}
+			if !pass.Renew {
+				t.Fatal("a look near renewal that may not renew")
+			}
+			looks = append(looks, now)
+			// The second look finds the login renewed (here or elsewhere).
+			if len(looks) == 2 {
+				observe(now, now.Add(8*24*time.Hour))
+			} else {
+				observe(now, point)
+			}
+		}
+		if len(looks) != 2 || looks[0].Before(renewAt) || !looks[0].Before(renewAt.Add(150*time.Second)) || looks[1].Sub(looks[0]) != 5*time.Minute {
+			t.Fatalf("seed %d: looks at %v; want the first within 2.5 minutes after %v, the next 5 minutes on, then none", seed, looks, renewAt)
+		}
+		firsts = append(firsts, looks[0])
+	}
+	slices.SortFunc(firsts, func(a, b time.Time) int { return a.Compare(b) })
+	if firsts[0].Equal(firsts[len(firsts)-1]) {
+		t.Fatal("every workspace looks at the same moment: no spread")
+	}
+}

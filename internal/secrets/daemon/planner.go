@@ -11,6 +11,7 @@ import (
 	"github.com/veraticus/egoengine/internal/health/status"
 	"github.com/veraticus/egoengine/internal/secrets/config"
 	"github.com/veraticus/egoengine/internal/secrets/engine"
+	"github.com/veraticus/egoengine/internal/secrets/renew"
 	"github.com/veraticus/egoengine/internal/secrets/source"
 )
 
@@ -32,8 +33,8 @@ const (
 // more often, so that a copy renewed elsewhere arrives before this
 // workspace's program spends its own, already used, refresh token. Codex
 // renews on first use after its renewal point, so the look-outs cluster
-// just after it: every interval (a thirtieth of the token's lifetime,
-// between nearMin and nearMax) from one interval before the point to
+// just after it: every interval (renew.Look: a thirtieth of the token's
+// lifetime, between 10 s and 5 minutes) from one interval before the point to
 // nearAfter intervals after it; then the gaps double (each as long as the
 // time since the point) up to nearIdleMax, for a workspace whose copy
 // nobody has renewed anywhere, until the installed copy changes. With
@@ -42,8 +43,6 @@ const (
 // passes on the day of a renewal, none on the others. docs/egoagent.md
 // gives the request budget.
 const (
-	nearMin     = 10 * time.Second
-	nearMax     = 5 * time.Minute
 	nearAfter   = 12
 	nearIdleMax = 2 * time.Hour
 )
@@ -53,10 +52,11 @@ type Pass struct {
 	Trigger status.Trigger
 	Names   []string // nil: every secret not in Exclude
 	Exclude []string
+	Renew   bool // a look near renewal: it may renew a login that is due (renew = true)
 }
 
 func (p Pass) options() engine.Options {
-	return engine.Options{Trigger: p.Trigger, Names: p.Names, Exclude: p.Exclude}
+	return engine.Options{Trigger: p.Trigger, Names: p.Names, Exclude: p.Exclude, Renew: p.Renew}
 }
 
 // Planner decides when passes run: the cron schedule (with jitter, and
@@ -83,6 +83,10 @@ type near struct {
 	refreshAt time.Time
 	life      time.Duration
 	next      time.Time
+	// renewAt, for a login egoagent renews itself (renew = true): the
+	// looks begin there instead, and the first that finds the login due
+	// renews it, unless another workspace has the lease.
+	renewAt time.Time
 }
 
 type entry struct {
@@ -212,18 +216,19 @@ func (p *Planner) Due(now time.Time) (Pass, bool) {
 		for _, n := range names {
 			p.near[n].next = nearNext(p.near[n], now)
 		}
-		return Pass{Trigger: status.TriggerNearRenewal, Names: names}, true
+		return Pass{Trigger: status.TriggerNearRenewal, Names: names, Renew: true}, true
 	}
 	return Pass{}, false
 }
 
 // nearNext is when to look for a newer copy after looking at last.
 func nearNext(n *near, last time.Time) time.Time {
-	every := nearMax
-	if n.life > 0 {
-		every = min(nearMax, max(nearMin, n.life/30))
+	every := renew.Look(n.life)
+	start := n.refreshAt.Add(-every)
+	if !n.renewAt.IsZero() {
+		start = n.renewAt
 	}
-	switch start := n.refreshAt.Add(-every); {
+	switch {
 	case last.Before(start):
 		return start
 	case last.Before(n.refreshAt.Add(nearAfter * every)):
@@ -371,6 +376,17 @@ func (p *Planner) observeNear(o engine.Outcome, now time.Time) {
 		return
 	}
 	n := &near{refreshAt: o.RefreshAt, life: o.TokenLife}
+	if !o.RenewAt.IsZero() {
+		// Every workspace holds the same login, so without a spread all
+		// would come for the lease in the same second: only one can win,
+		// and the first to renew saves the others the attempt.
+		n.renewAt = o.RenewAt
+		if old := p.near[o.Name]; old != nil && old.refreshAt.Equal(o.RefreshAt) && !old.renewAt.IsZero() {
+			n.renewAt = old.renewAt
+		} else {
+			n.renewAt = n.renewAt.Add(time.Duration(p.rng.Int64N(int64(renew.Look(o.TokenLife) / 2))))
+		}
+	}
 	n.next = nearNext(n, now)
 	p.near[o.Name] = n
 }

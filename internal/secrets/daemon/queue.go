@@ -42,6 +42,8 @@ func (q *queue) take() *job {
 				continue
 			}
 			j.opts.Names, j.opts.Exclude = merge(j.opts, o.opts)
+			j.opts.Renew = j.opts.Renew || o.opts.Renew
+			j.opts.RenewNow = j.opts.RenewNow || o.opts.RenewNow
 			j.waiters = append(j.waiters, o.waiters...)
 		}
 		rest = keep

@@ -31,6 +31,7 @@ type Request struct {
 	Op    string   `json:"op"`              // OpRefresh or OpStatus
 	Names []string `json:"names,omitempty"` // refresh: only these; empty means all
 	Force bool     `json:"force,omitempty"` // refresh: override consumer-rewrites
+	Renew bool     `json:"renew,omitempty"` // refresh: renew logins with renew = true now
 	// Trigger names who asked, for the state file: refresh (the default)
 	// or start.
 	Trigger status.Trigger `json:"trigger,omitempty"`
@@ -177,7 +178,7 @@ func (s *server) handle(c call) {
 			return
 		}
 		s.queue = append(s.queue, &job{
-			opts:    engine.Options{Trigger: trigger, Names: c.req.Names, Force: c.req.Force},
+			opts:    engine.Options{Trigger: trigger, Names: c.req.Names, Force: c.req.Force, RenewNow: c.req.Renew},
 			waiters: []waiter{{names: c.req.Names, reply: c.reply}},
 		})
 	default:

@@ -18,6 +18,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
@@ -31,6 +32,7 @@ import (
 	"github.com/veraticus/egoengine/internal/health/statedir"
 	"github.com/veraticus/egoengine/internal/health/status"
 	"github.com/veraticus/egoengine/internal/secrets/config"
+	"github.com/veraticus/egoengine/internal/secrets/renew"
 	"github.com/veraticus/egoengine/internal/secrets/secretfile"
 	"github.com/veraticus/egoengine/internal/secrets/source"
 )
@@ -44,6 +46,15 @@ type Engine struct {
 	StateDir string
 	Log      *zap.Logger
 	Now      func() time.Time // defaults to time.Now
+
+	// For secrets with renew = true: who this workspace is in the lease
+	// (its host name), the token endpoint (renew.DefaultTokenURL when ""),
+	// and the HTTP client for it (http.DefaultClient when nil).
+	Holder   string
+	TokenURL string
+	HTTP     *http.Client
+	// claimTiming, when set, adjusts the lease protocol's timing (tests).
+	claimTiming func(*renew.Claimer)
 }
 
 // Options narrow or steer one pass.
@@ -57,6 +68,10 @@ type Options struct {
 	// daemon would leave it alone, and then judged, rather than left to a
 	// later look that nobody will take.
 	Wait bool
+	// Renew lets the pass renew logins with renew = true that are due
+	// (the daemon's looks near renewal); RenewNow renews them even before
+	// they are due (refresh --renew).
+	Renew, RenewNow bool
 }
 
 // Outcome is what a pass did to one secret.
@@ -73,6 +88,9 @@ type Outcome struct {
 	// around then).
 	RefreshAt time.Time     `json:"refresh_at,omitzero"`
 	TokenLife time.Duration `json:"token_life,omitempty"`
+	// RenewAt is when egoagent renews the installed login itself (renew =
+	// true), ahead of RefreshAt.
+	RenewAt time.Time `json:"renew_at,omitzero"`
 }
 
 // Report is the result of a pass.
@@ -197,8 +215,10 @@ type target struct {
 	policy config.Policy
 	// writeBack uploads the installed file when it is the newer copy.
 	writeBack bool
-	value     []byte
-	err       error
+	// renew: egoagent renews the login itself ahead of its program.
+	renew bool
+	value []byte
+	err   error
 	// version names the source's item at the version value came from, or
 	// "" when the source cannot tell (see source.Versioned).
 	version string
@@ -284,6 +304,12 @@ func (e *Engine) Pass(ctx context.Context, opts Options) (*Report, error) {
 		if o.Class == ClassBusy {
 			o = e.settle(ctx, t, &sec, fp, opts, o)
 		}
+		if t.renew && (opts.Renew || opts.RenewNow) && o.State == status.Fresh && !o.Written && o.Error == "" && ctx.Err() == nil {
+			o = e.renewLogin(ctx, t, &sec, fp, o, opts.RenewNow)
+		}
+		if t.renew {
+			o.RenewAt = renew.At(o.RefreshAt, o.TokenLife)
+		}
 		// What the file looked like once judged, so that status can tell
 		// when it has changed since.
 		sec.File = nil
@@ -349,7 +375,7 @@ func (e *Engine) targets(ctx context.Context, names, exclude []string, st *statu
 	var ts []*target
 	for _, s := range e.Config.Secrets {
 		if wanted(names, s.Name) && !slices.Contains(exclude, s.Name) {
-			ts = append(ts, &target{name: s.Name, ref: s.Ref, path: s.Path, mode: s.Mode, check: s.Check, policy: s.Policy, writeBack: s.WriteBack})
+			ts = append(ts, &target{name: s.Name, ref: s.Ref, path: s.Path, mode: s.Mode, check: s.Check, policy: s.Policy, writeBack: s.WriteBack, renew: s.Renew})
 		}
 	}
 	listed := map[string]bool{}

@@ -25,6 +25,9 @@ type Setup struct {
 	// Helper is the 1Password helper to start; "" finds egoagent-op beside
 	// this executable (where make build and the image put it), else on PATH.
 	Helper string
+	// Holder and TokenURL: see Engine.
+	Holder   string
+	TokenURL string
 }
 
 // closeGrace bounds Close: a helper stuck in a request is left to the
@@ -58,6 +61,8 @@ func Open(cfg *config.Config, s Setup) (*Engine, error) {
 		Home:     s.Home,
 		StateDir: s.StateDir,
 		Log:      s.Log,
+		Holder:   s.Holder,
+		TokenURL: s.TokenURL,
 	}, nil
 }
 

@@ -37,7 +37,7 @@ func NewProcess(path string, args ...string) *Process { return &Process{Path: pa
 // The helper protocol: one JSON request per line on the helper's stdin, one
 // JSON response per line on its stdout.
 type wireRequest struct {
-	Op     string `json:"op"` // "fetch", "documents" or "replace"
+	Op     string `json:"op"` // "fetch", "documents", "replace", "current", "read-lease" or "write-lease"
 	Refs   []Ref  `json:"refs,omitempty"`
 	Vault  string `json:"vault,omitempty"`
 	Prefix string `json:"prefix,omitempty"`
@@ -48,6 +48,8 @@ type wireRequest struct {
 	Ref   *Ref   `json:"ref,omitempty"`
 	Old   []byte `json:"old,omitempty"`
 	Value []byte `json:"value,omitempty"`
+	// write-lease: the record.
+	Lease string `json:"lease,omitempty"`
 }
 
 type wireError struct {
@@ -77,6 +79,8 @@ type wireResponse struct {
 	Err       *wireError     `json:"err,omitempty"`
 	Conflict  *wireConflict  `json:"conflict,omitempty"` // replace found another value
 	Calls     int            `json:"calls"`              // the helper's running total
+	Lease     string         `json:"lease,omitempty"`    // read-lease: the record
+	Value     []byte         `json:"value,omitempty"`    // current: the value
 }
 
 // wireConflict is a *Conflict on the pipe. Current has no omitempty: an
@@ -130,6 +134,8 @@ func Serve(ctx context.Context, r io.Reader, w io.Writer, src Source) error {
 			}
 		case "replace":
 			resp.Err, resp.Conflict = serveReplace(ctx, src, req)
+		case "current", "read-lease", "write-lease":
+			resp.Value, resp.Lease, resp.Err = serveLease(ctx, src, req)
 		default:
 			resp.Err = &wireError{Class: ClassOther, Msg: fmt.Sprintf("unknown request %q", req.Op)}
 		}
@@ -156,7 +162,55 @@ func serveReplace(ctx context.Context, src Source, req wireRequest) (*wireError,
 	return toWire(err), nil
 }
 
-var _ Writer = (*Process)(nil)
+func serveLease(ctx context.Context, src Source, req wireRequest) ([]byte, string, *wireError) {
+	l, ok := src.(Leaser)
+	switch {
+	case !ok:
+		return nil, "", &wireError{Class: ClassOther, Msg: fmt.Sprintf("the helper's source (%T) keeps no leases; turn renew off", src)}
+	case req.Ref == nil:
+		return nil, "", &wireError{Class: ClassOther, Msg: "a lease request without a reference"}
+	case req.Op == "current":
+		v, err := l.Current(ctx, *req.Ref)
+		return v, "", toWire(err)
+	case req.Op == "read-lease":
+		rec, err := l.ReadLease(ctx, *req.Ref)
+		return nil, rec, toWire(err)
+	default:
+		return nil, "", toWire(l.WriteLease(ctx, *req.Ref, req.Lease))
+	}
+}
+
+var (
+	_ Writer = (*Process)(nil)
+	_ Leaser = (*Process)(nil)
+)
+
+// Current asks the helper for the value at ref, read afresh.
+func (p *Process) Current(ctx context.Context, ref Ref) ([]byte, error) {
+	resp, err := p.roundTrip(ctx, wireRequest{Op: "current", Ref: &ref})
+	if err != nil {
+		return nil, err
+	}
+	return resp.Value, fromWire(resp.Err)
+}
+
+// ReadLease asks the helper for the lease record beside ref's item.
+func (p *Process) ReadLease(ctx context.Context, ref Ref) (string, error) {
+	resp, err := p.roundTrip(ctx, wireRequest{Op: "read-lease", Ref: &ref})
+	if err != nil {
+		return "", err
+	}
+	return resp.Lease, fromWire(resp.Err)
+}
+
+// WriteLease asks the helper to replace the lease record beside ref's item.
+func (p *Process) WriteLease(ctx context.Context, ref Ref, record string) error {
+	resp, err := p.roundTrip(ctx, wireRequest{Op: "write-lease", Ref: &ref, Lease: record})
+	if err != nil {
+		return err
+	}
+	return fromWire(resp.Err)
+}
 
 // Replace asks the helper to replace the value at ref (see Writer). The
 // helper reads the item afresh itself; a *Conflict and the class of an

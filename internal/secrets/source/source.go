@@ -155,6 +155,23 @@ type Writer interface {
 	Replace(ctx context.Context, ref Ref, old, value []byte) error
 }
 
+// Leaser is a Source that keeps a small record beside an item, which every
+// workspace can read and write: how workspaces agree, through the source
+// alone, which one of them renews a login they share (package renew). The
+// record is text; the source neither reads nor checks it, and it holds
+// nothing secret.
+type Leaser interface {
+	// Current returns the value at ref read afresh, whatever the pass read
+	// before: agreeing on a lease takes seconds, and the value may have
+	// changed meanwhile.
+	Current(ctx context.Context, ref Ref) ([]byte, error)
+	// ReadLease returns the record kept for ref's item, read afresh; ""
+	// when there is none.
+	ReadLease(ctx context.Context, ref Ref) (string, error)
+	// WriteLease replaces that record.
+	WriteLease(ctx context.Context, ref Ref, record string) error
+}
+
 // Conflict says that a value changed in the source since it was read, so a
 // Replace did not write. Current is what the source holds now; like every
 // value, it never appears in the message.

@@ -258,6 +258,9 @@ func TestMain(m *testing.M) {
 	if root := os.Getenv(asVersionedHelperEnv); root != "" {
 		serve(versionedDir{NewDir(root)})
 	}
+	if root := os.Getenv(asLeasingHelperEnv); root != "" {
+		serve(&leasingDir{Dir: NewDir(root), leases: map[string]string{}})
+	}
 	os.Exit(m.Run())
 }
 
@@ -356,5 +359,69 @@ func TestProcessReplace(t *testing.T) {
 	}
 	if p.Calls() != 4 {
 		t.Errorf("calls = %d, want 4", p.Calls())
+	}
+}
+
+const asLeasingHelperEnv = "EGOAGENT_SOURCE_TEST_LEASING_HELPER"
+
+// leasingDir is a directory source that keeps leases for the life of its
+// process: a stand-in for 1Password's lease items.
+type leasingDir struct {
+	*Dir
+	leases map[string]string
+}
+
+func (l *leasingDir) Current(ctx context.Context, r Ref) ([]byte, error) {
+	res := l.Fetch(ctx, []Ref{r})
+	return res[0].Value, res[0].Err
+}
+
+func (l *leasingDir) ReadLease(_ context.Context, r Ref) (string, error) {
+	return l.leases[r.Item], nil
+}
+
+func (l *leasingDir) WriteLease(_ context.Context, r Ref, rec string) error {
+	if rec == "refuse" {
+		return &Error{Class: ClassReadOnly, Ref: r.String(), Msg: "read-only"}
+	}
+	l.leases[r.Item] = rec
+	return nil
+}
+
+// Leases cross the pipe both ways, with their errors' classes; a helper
+// whose source keeps none says so.
+func TestProcessLease(t *testing.T) {
+	d := dirSource(t)
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	r := Ref{Vault: "v", Item: "Codex Auth", Field: "auth.json"}
+	t.Setenv(asLeasingHelperEnv, d.Root)
+	p := NewProcess(exe)
+	defer p.Close()
+	if rec, err := p.ReadLease(ctx, r); rec != "" || err != nil {
+		t.Fatalf("no lease yet: %q %v", rec, err)
+	}
+	if err := p.WriteLease(ctx, r, `{"holder":"a"}`); err != nil {
+		t.Fatal(err)
+	}
+	if rec, err := p.ReadLease(ctx, r); rec != `{"holder":"a"}` || err != nil {
+		t.Fatalf("read back %q %v", rec, err)
+	}
+	if v, err := p.Current(ctx, Ref{Vault: "v", Item: "api", Field: "token"}); string(v) != "t1" || err != nil {
+		t.Fatalf("current: %q %v", v, err)
+	}
+	if err := p.WriteLease(ctx, r, "refuse"); ClassOf(err) != ClassReadOnly {
+		t.Fatalf("a refused write: %v", err)
+	}
+
+	t.Setenv(asLeasingHelperEnv, "")
+	t.Setenv(asHelperEnv, d.Root)
+	plain := NewProcess(exe)
+	defer plain.Close()
+	if _, err := plain.ReadLease(ctx, r); err == nil || !strings.Contains(err.Error(), "keeps no leases") {
+		t.Fatalf("a source without leases: %v", err)
 	}
 }
