@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"net/http"
 	"os"
 	"strings"
 	"sync"
@@ -260,4 +261,62 @@ func zombie(pid int) bool {
 	}
 	f := strings.Fields(string(st[bytes.LastIndexByte(st, ')')+1:]))
 	return len(f) > 0 && f[0] == "Z"
+}
+
+// When the renewal cannot be made, nothing else changes: the file stays as
+// it was, Codex can still renew by itself, and status says what happened.
+// An endpoint that cannot be reached leaves the lease free (nothing was
+// spent); one that refuses the token marks the login refused, so that no
+// workspace tries it again.
+func TestRenewalThatFailsLeavesTheFile(t *testing.T) {
+	s := renewSim(t, 1)
+	defer s.stop()
+	w := s.ws[0]
+	before := w.read(".codex/auth.json")
+
+	// Spend the login's refresh token behind egoagent's back, as a copy
+	// outside egoengine would: the endpoint now refuses it.
+	var f struct {
+		Tokens struct {
+			RefreshToken string `json:"refresh_token"`
+		} `json:"tokens"`
+	}
+	json.Unmarshal([]byte(before), &f)
+	body := fmt.Sprintf(`{"grant_type":"refresh_token","refresh_token":%q}`, f.Tokens.RefreshToken)
+	resp, err := http.Post(s.iss.TokenURL(), "application/json", strings.NewReader(body))
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("spending the token: %v %v", resp, err)
+	}
+	resp.Body.Close()
+	o, code := s.egoagent(w, "refresh", "--renew", "codex")
+	sec := w.state().Find("codex")
+	if code != 0 || w.read(".codex/auth.json") != before || sec.Renewal == nil || !sec.Renewal.Failed ||
+		!strings.Contains(sec.Renewal.Note, "refresh_token_reused") || !strings.Contains(sec.Renewal.Note, "codex login") {
+		t.Fatalf("a refused renewal: exit %d, renewal %+v\n%s", code, sec.Renewal, o)
+	}
+	if l := s.lease(); l.State != renew.Refused {
+		t.Fatalf("lease after a refusal: %+v", l)
+	}
+	if meta, _ := s.egoagent(w, "metadata"); !strings.Contains(meta, "codex renewal failing") {
+		t.Fatalf("metadata: %q", meta)
+	}
+
+	// A new login arrives (the owner signed in again); the endpoint is
+	// down: nothing was sent, so the lease is left free.
+	fresh := s.iss.Seed(renewLife)
+	cur, _ := s.svc.Item("egoengine", "Codex Auth")
+	s.svc.PutItem("egoengine", opservice.Item{ID: cur.ID, Title: "Codex Auth", Category: opservice.SecureNote,
+		Sections: []opservice.Section{{Files: []opservice.File{{Name: "auth.json", Content: fresh}}}}})
+	if o, code := s.egoagent(w, "refresh", "codex"); code != 0 || w.read(".codex/auth.json") != string(fresh) {
+		t.Fatalf("the new login: exit %d\n%s", code, o)
+	}
+	s.iss.Close()
+	o, code = s.egoagent(w, "refresh", "--renew", "codex")
+	sec = w.state().Find("codex")
+	if code != 0 || w.read(".codex/auth.json") != string(fresh) || sec.Renewal == nil || !sec.Renewal.Failed || sec.Renewal.Class != "unreachable" {
+		t.Fatalf("an unreachable endpoint: exit %d, renewal %+v\n%s", code, sec.Renewal, o)
+	}
+	if l := s.lease(); l.State != renew.Free {
+		t.Fatalf("lease after an unreachable endpoint: %+v", l)
+	}
 }
