@@ -151,6 +151,7 @@ broken() {
 	out=$work/broken-$what-$name.log
 	prepare "$name" "$dir"
 	"break_$what" "$dir"
+	only_up_to "$dir/tests/$name.tftest.hcl" "$expected"
 	if run_tofu_test "$dir" "$out"; then
 		cat "$out" >&2
 		die "$name: the broken copy '$what' passed tofu test; the tests no longer catch it"
@@ -160,6 +161,19 @@ broken() {
 		die "$name: the broken copy '$what' failed, but not with \"$expected\""
 	fi
 	log "$name: broken copy '$what' fails as it should: \"$expected\""
+}
+
+# only_up_to FILE TEXT: cuts a test file after the run block that last
+# names TEXT (the message a broken copy must fail with). Runs share state
+# only forward, so the runs kept behave exactly as in the whole file; the
+# ones after it cannot make the copy fail with TEXT, only cost a plan each.
+# A file that does not name TEXT is left whole.
+only_up_to() {
+	local file=$1 text=$2 last
+	last=$(grep -nF -- "$text" "$file" | tail -n 1 | cut -d: -f1)
+	[[ -n $last ]] || return 0
+	awk -v from="$last" 'NR <= from { print; next } { print } /^}/ { exit }' "$file" >"$file.cut"
+	mv "$file.cut" "$file"
 }
 
 break_agent_env() {
