@@ -16,7 +16,6 @@ import (
 	"github.com/veraticus/egoengine/internal/secrets/config"
 	"github.com/veraticus/egoengine/internal/secrets/daemon"
 	"github.com/veraticus/egoengine/internal/secrets/engine"
-	"github.com/veraticus/egoengine/internal/secrets/renew"
 )
 
 // Global flags. Every setting egoagent takes from flags or the environment
@@ -95,8 +94,7 @@ func (e *env) loadConfig() (*config.Config, error) {
 // configuration.
 func (e *env) setup() engine.Setup {
 	host, _ := os.Hostname() // names this workspace in a renewal lease
-	return engine.Setup{Home: e.home, StateDir: e.stateDir, Log: e.log, Helper: e.c.String("op-helper"),
-		Holder: host, TokenURL: os.Getenv(renew.TokenURLEnv)}
+	return engine.Setup{Home: e.home, StateDir: e.stateDir, Log: e.log, Helper: e.c.String("op-helper"), Holder: host}
 }
 
 // newLogger logs for people on a terminal and for machines elsewhere. Log

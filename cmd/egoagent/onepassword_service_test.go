@@ -394,3 +394,28 @@ write_back = true
 		t.Fatal("the token reached the output")
 	}
 }
+
+// egoagent carries no HTTP client: the token endpoint's call (renew = true)
+// is the helper's. zap links net/http, but only a program that sends a
+// request keeps its client, which would add 2 MB and milliseconds to every
+// start, `metadata` every 30 s included (docs/performance.md). The helper
+// has the client; the check can tell.
+func TestEgoagentLinksNoHTTPClient(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds egoagent and egoagent-op with symbols")
+	}
+	dir := t.TempDir()
+	for pkg, want := range map[string]bool{"../egoagent": false, "../egoagent-op": true} {
+		bin := filepath.Join(dir, filepath.Base(pkg))
+		if out, err := exec.Command("go", "build", "-tags", "urfave_cli_no_docs", "-o", bin, pkg).CombinedOutput(); err != nil {
+			t.Fatalf("go build %s: %v\n%s", pkg, err, out)
+		}
+		syms, err := exec.Command("go", "tool", "nm", bin).Output()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := strings.Contains(string(syms), "net/http.(*Transport).roundTrip"); got != want {
+			t.Errorf("%s holds an HTTP client: %v, want %v", pkg, got, want)
+		}
+	}
+}

@@ -18,7 +18,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
@@ -47,14 +46,9 @@ type Engine struct {
 	Log      *zap.Logger
 	Now      func() time.Time // defaults to time.Now
 
-	// For secrets with renew = true: who this workspace is in the lease
-	// (its host name), the token endpoint (renew.DefaultTokenURL when ""),
-	// and the HTTP client for it (http.DefaultClient when nil).
-	Holder   string
-	TokenURL string
-	HTTP     *http.Client
-	// claimTiming, when set, adjusts the lease protocol's timing (tests).
-	claimTiming func(*renew.Claimer)
+	// Holder names this workspace in a renewal lease (renew = true): its
+	// host name.
+	Holder string
 }
 
 // Options narrow or steer one pass.

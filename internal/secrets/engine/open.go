@@ -25,9 +25,8 @@ type Setup struct {
 	// Helper is the 1Password helper to start; "" finds egoagent-op beside
 	// this executable (where make build and the image put it), else on PATH.
 	Helper string
-	// Holder and TokenURL: see Engine.
-	Holder   string
-	TokenURL string
+	// Holder: see Engine.
+	Holder string
 }
 
 // closeGrace bounds Close: a helper stuck in a request is left to the
@@ -62,7 +61,6 @@ func Open(cfg *config.Config, s Setup) (*Engine, error) {
 		StateDir: s.StateDir,
 		Log:      s.Log,
 		Holder:   s.Holder,
-		TokenURL: s.TokenURL,
 	}, nil
 }
 

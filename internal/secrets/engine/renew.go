@@ -7,7 +7,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"net/http"
 	"strconv"
 	"time"
 
@@ -40,9 +39,9 @@ func loginID(s check.Stamp) string {
 }
 
 // renewLogin renews the login of a secret with renew = true when it is due
-// (or early, when a person asked) and this workspace wins the lease: the installed file is 1Password's
-// copy (o is fresh and nothing was written), so every workspace holds the
-// same login and one renewal serves them all. The new login is written
+// (or early, when a person asked) and this workspace wins the lease. The
+// installed file is 1Password's copy (o is fresh and nothing was written),
+// so every workspace holds the same login and one renewal serves them all. The new login is written
 // here first (so that a failure later loses nothing), then uploaded as any
 // newer local copy is; the other workspaces install it at their next look.
 //
@@ -68,14 +67,12 @@ func (e *Engine) renewLogin(ctx context.Context, t *target, sec *status.Secret, 
 		return o
 	}
 	leaser, ok := e.Source.(source.Leaser)
-	if !ok {
-		return record("this source keeps no leases; set renew = false", true, ClassLocal)
+	refresher, ok2 := e.Source.(source.Refresher)
+	if !ok || !ok2 {
+		return record("this source keeps no leases or cannot renew; set renew = false", true, ClassLocal)
 	}
 	login := loginID(stamp)
 	c := renew.NewClaimer(leaseStore{leaser, t.ref}, e.holder())
-	if e.claimTiming != nil {
-		e.claimTiming(c)
-	}
 	v, lease, err := c.Claim(ctx, login)
 	if err != nil {
 		return record("could not take the renewal lease: "+err.Error()+"; Codex renews by itself as before", true, source.ClassOf(err))
@@ -107,7 +104,7 @@ func (e *Engine) renewLogin(ctx context.Context, t *target, sec *status.Secret, 
 	if err := c.Mark(ctx, login, renew.Calling); err != nil {
 		return record(err.Error()+"; nothing was sent, and the next look tries again", true, source.ClassOf(err))
 	}
-	next, err := renew.Refresh(ctx, e.httpClient(), e.tokenURL(), t.value, e.now)
+	next, err := refresher.RefreshLogin(ctx, t.value)
 	if err != nil {
 		var ce *renew.CallError
 		errors.As(err, &ce)
@@ -116,6 +113,12 @@ func (e *Engine) renewLogin(ctx context.Context, t *target, sec *status.Secret, 
 			_ = c.Mark(ctx, login, renew.Free)
 			return record(ce.Msg+"; nothing was spent, and Codex renews by itself as before", true, source.ClassUnreachable)
 		case renew.Spent:
+			if renewedElsewhere(ctx, leaser, t.ref, t.value) {
+				// Another workspace renewed in the same moment, which the
+				// lease rules out unless 1Password answered a read with an
+				// older lease. Its login is in 1Password: nothing is lost.
+				return record(ce.Msg+", but another workspace renewed at the same moment and 1Password holds its newer login; it arrives at the next look", false, "")
+			}
 			_ = c.Mark(ctx, login, renew.Refused)
 			return record(ce.Msg, true, ClassCheck)
 		default:
@@ -152,6 +155,24 @@ func (e *Engine) renewLogin(ctx context.Context, t *target, sec *status.Secret, 
 	return record("renewed here; the upload failed and is tried again at the next pass", true, sec.ErrorClass)
 }
 
+// renewedElsewhere reports whether 1Password comes to hold a login other
+// than old within the time another renewer needs to upload it.
+func renewedElsewhere(ctx context.Context, l source.Leaser, ref source.Ref, old []byte) bool {
+	for try := range 3 {
+		if try > 0 {
+			select {
+			case <-ctx.Done():
+				return false
+			case <-time.After(10 * time.Second):
+			}
+		}
+		if cur, err := l.Current(ctx, ref); err == nil && !bytes.Equal(cur, old) {
+			return true
+		}
+	}
+	return false
+}
+
 // holder names this attempt in the lease: the workspace (its host name)
 // and a random part, so that two attempts never pass for one.
 func (e *Engine) holder() string {
@@ -162,18 +183,4 @@ func (e *Engine) holder() string {
 		name = "egoagent"
 	}
 	return name + "/" + hex.EncodeToString(b)
-}
-
-func (e *Engine) tokenURL() string {
-	if e.TokenURL != "" {
-		return e.TokenURL
-	}
-	return renew.DefaultTokenURL
-}
-
-func (e *Engine) httpClient() *http.Client {
-	if e.HTTP != nil {
-		return e.HTTP
-	}
-	return http.DefaultClient
 }

@@ -11,6 +11,8 @@ import (
 	"os/exec"
 	"sync"
 	"syscall"
+
+	"github.com/veraticus/egoengine/internal/secrets/renew"
 )
 
 // Process is a Source served by a helper process: egoagent-op, which links
@@ -37,7 +39,7 @@ func NewProcess(path string, args ...string) *Process { return &Process{Path: pa
 // The helper protocol: one JSON request per line on the helper's stdin, one
 // JSON response per line on its stdout.
 type wireRequest struct {
-	Op     string `json:"op"` // "fetch", "documents", "replace", "current", "read-lease" or "write-lease"
+	Op     string `json:"op"` // "fetch", "documents", "replace", "current", "read-lease", "write-lease" or "refresh-login"
 	Refs   []Ref  `json:"refs,omitempty"`
 	Vault  string `json:"vault,omitempty"`
 	Prefix string `json:"prefix,omitempty"`
@@ -56,6 +58,7 @@ type wireError struct {
 	Class Class  `json:"class"`
 	Ref   string `json:"ref,omitempty"`
 	Msg   string `json:"msg"`
+	Fate  string `json:"fate,omitempty"` // refresh-login: a *renew.CallError's
 }
 
 type wireResult struct {
@@ -93,6 +96,10 @@ func toWire(err error) *wireError {
 	if err == nil {
 		return nil
 	}
+	var ce *renew.CallError
+	if errors.As(err, &ce) {
+		return &wireError{Class: ClassOther, Msg: ce.Msg, Fate: string(ce.Fate)}
+	}
 	var e *Error
 	if errors.As(err, &e) {
 		return &wireError{Class: e.Class, Ref: e.Ref, Msg: e.Msg}
@@ -103,6 +110,9 @@ func toWire(err error) *wireError {
 func fromWire(w *wireError) error {
 	if w == nil {
 		return nil
+	}
+	if w.Fate != "" {
+		return &renew.CallError{Fate: renew.Fate(w.Fate), Msg: w.Msg}
 	}
 	return &Error{Class: w.Class, Ref: w.Ref, Msg: w.Msg}
 }
@@ -136,6 +146,13 @@ func Serve(ctx context.Context, r io.Reader, w io.Writer, src Source) error {
 			resp.Err, resp.Conflict = serveReplace(ctx, src, req)
 		case "current", "read-lease", "write-lease":
 			resp.Value, resp.Lease, resp.Err = serveLease(ctx, src, req)
+		case "refresh-login":
+			if r, ok := src.(Refresher); ok {
+				v, err := r.RefreshLogin(ctx, req.Value)
+				resp.Value, resp.Err = v, toWire(err)
+			} else {
+				resp.Err = &wireError{Class: ClassOther, Msg: fmt.Sprintf("the helper's source (%T) cannot renew logins; turn renew off", src)}
+			}
 		default:
 			resp.Err = &wireError{Class: ClassOther, Msg: fmt.Sprintf("unknown request %q", req.Op)}
 		}
@@ -184,6 +201,20 @@ var (
 	_ Writer = (*Process)(nil)
 	_ Leaser = (*Process)(nil)
 )
+
+var _ Refresher = (*Process)(nil)
+
+// RefreshLogin asks the helper to renew the login in current at its token
+// endpoint; the helper reads the endpoint's address from its environment.
+func (p *Process) RefreshLogin(ctx context.Context, current []byte) ([]byte, error) {
+	resp, err := p.roundTrip(ctx, wireRequest{Op: "refresh-login", Value: current})
+	if err != nil {
+		// The helper stopped answering: whether the call went out is not
+		// known.
+		return nil, &renew.CallError{Fate: renew.Unknown, Msg: err.Error()}
+	}
+	return resp.Value, fromWire(resp.Err)
+}
 
 // Current asks the helper for the value at ref, read afresh.
 func (p *Process) Current(ctx context.Context, ref Ref) ([]byte, error) {

@@ -172,6 +172,14 @@ type Leaser interface {
 	WriteLease(ctx context.Context, ref Ref, record string) error
 }
 
+// Refresher is a Source whose process can also renew a login at its token
+// endpoint (package renew): the helper egoagent-op, which has an HTTP client
+// anyway, so that egoagent itself links none. The error is a
+// *renew.CallError, which says whether the refresh token may be spent.
+type Refresher interface {
+	RefreshLogin(ctx context.Context, current []byte) ([]byte, error)
+}
+
 // Conflict says that a value changed in the source since it was read, so a
 // Replace did not write. Current is what the source holds now; like every
 // value, it never appears in the message.

@@ -10,6 +10,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/veraticus/egoengine/internal/secrets/renew"
 )
 
 func TestParseRef(t *testing.T) {
@@ -376,6 +378,13 @@ func (l *leasingDir) Current(ctx context.Context, r Ref) ([]byte, error) {
 	return res[0].Value, res[0].Err
 }
 
+func (l *leasingDir) RefreshLogin(_ context.Context, current []byte) ([]byte, error) {
+	if string(current) == "spent" {
+		return nil, &renew.CallError{Fate: renew.Spent, Msg: "token endpoint answered 401 refresh_token_reused"}
+	}
+	return append([]byte("renewed "), current...), nil
+}
+
 func (l *leasingDir) ReadLease(_ context.Context, r Ref) (string, error) {
 	return l.leases[r.Item], nil
 }
@@ -412,6 +421,13 @@ func TestProcessLease(t *testing.T) {
 	}
 	if v, err := p.Current(ctx, Ref{Vault: "v", Item: "api", Field: "token"}); string(v) != "t1" || err != nil {
 		t.Fatalf("current: %q %v", v, err)
+	}
+	if v, err := p.RefreshLogin(ctx, []byte("login")); string(v) != "renewed login" || err != nil {
+		t.Fatalf("refresh-login: %q %v", v, err)
+	}
+	var ce *renew.CallError
+	if _, err := p.RefreshLogin(ctx, []byte("spent")); !errors.As(err, &ce) || ce.Fate != renew.Spent || !strings.Contains(ce.Msg, "refresh_token_reused") {
+		t.Fatalf("a refused renewal must keep its fate across the pipe: %#v", err)
 	}
 	if err := p.WriteLease(ctx, r, "refuse"); ClassOf(err) != ClassReadOnly {
 		t.Fatalf("a refused write: %v", err)

@@ -28,37 +28,12 @@ const leaseNote = "Kept by egoagent: which workspace renews the login beside it,
 func (o *Client) Current(ctx context.Context, r Ref) ([]byte, error) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	c, err := o.ready(ctx)
-	if err != nil {
-		return nil, forRef(err, r)
-	}
-	l := o.locator(c)
-	vaultID, err := l.vault(ctx, r.Vault)
-	if err != nil {
-		return nil, forRef(err, r)
-	}
-	itemID, err := l.item(ctx, vaultID, r)
-	if err != nil {
-		return nil, forRef(err, r)
-	}
-	var it onepassword.Item
-	if err := l.call(ctx, func(ctx context.Context) error {
-		var err error
-		it, err = l.c.Items().Get(ctx, vaultID, itemID)
-		return err
-	}); err != nil {
-		return nil, forRef(err, r)
-	}
-	l.forget(vaultID, itemID)
-	t, err := findTarget(&it, r)
+	l, vaultID, itemID, err := o.locate(ctx, r)
 	if err != nil {
 		return nil, err
 	}
-	v, err := l.valueOf(ctx, vaultID, &it, t, r)
-	if err != nil {
-		return nil, err
-	}
-	return v, nil
+	_, _, v, err := l.fresh(ctx, vaultID, itemID, r)
+	return v, err
 }
 
 // ReadLease returns the record of the lease item for r's item, read afresh:

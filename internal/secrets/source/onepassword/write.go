@@ -40,48 +40,68 @@ const writeTries = 3
 func (o *Client) Replace(ctx context.Context, r Ref, old, value []byte) error {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	c, err := o.ready(ctx)
+	l, vaultID, itemID, err := o.locate(ctx, r)
 	if err != nil {
-		return forRef(err, r)
-	}
-	l := o.locator(c)
-	vaultID, err := l.vault(ctx, r.Vault)
-	if err != nil {
-		return forRef(err, r)
-	}
-	itemID, err := l.item(ctx, vaultID, r)
-	if err != nil {
-		return forRef(err, r)
+		return err
 	}
 	// Whatever happens now, what the pass read of this item is out of date.
 	defer l.forget(vaultID, itemID)
 	for try := 0; try < writeTries; try++ {
-		var it onepassword.Item
-		if err := l.call(ctx, func(ctx context.Context) error {
-			var err error
-			it, err = l.c.Items().Get(ctx, vaultID, itemID)
-			return err
-		}); err != nil {
-			return forRef(err, r)
-		}
-		t, err := findTarget(&it, r)
-		if err != nil {
-			return err
-		}
-		cur, err := l.valueOf(ctx, vaultID, &it, t, r)
+		it, t, cur, err := l.fresh(ctx, vaultID, itemID, r)
 		if err != nil {
 			return err
 		}
 		if !bytes.Equal(cur, old) {
 			return &Conflict{Ref: r, Current: cur}
 		}
-		stale, err := l.write(ctx, it, t, value, r)
-		if err != nil || !stale {
-			return errOrNil(err)
+		stale, werr := l.write(ctx, it, t, value, r)
+		if werr != nil || !stale {
+			return errOrNil(werr)
 		}
 	}
 	return &Error{Class: ClassOther, Ref: r.String(),
 		Msg: fmt.Sprintf("the item changed while egoagent wrote to it, each of %d times; nothing was written; the next pass tries again", writeTries)}
+}
+
+// locate signs in if need be and finds r's vault and item, from what the
+// pass has listed. Callers hold o.mu.
+func (o *Client) locate(ctx context.Context, r Ref) (*locator, string, string, error) {
+	c, err := o.ready(ctx)
+	if err != nil {
+		return nil, "", "", forRef(err, r)
+	}
+	l := o.locator(c)
+	vaultID, err := l.vault(ctx, r.Vault)
+	if err != nil {
+		return nil, "", "", forRef(err, r)
+	}
+	itemID, err := l.item(ctx, vaultID, r)
+	if err != nil {
+		return nil, "", "", forRef(err, r)
+	}
+	return l, vaultID, itemID, nil
+}
+
+// fresh reads item itemID afresh with Items().Get, never from what the pass
+// read before, and returns it, r's place in it and the value there.
+func (l *locator) fresh(ctx context.Context, vaultID, itemID string, r Ref) (onepassword.Item, target, []byte, error) {
+	var it onepassword.Item
+	if err := l.call(ctx, func(ctx context.Context) error {
+		var err error
+		it, err = l.c.Items().Get(ctx, vaultID, itemID)
+		return err
+	}); err != nil {
+		return it, target{}, nil, forRef(err, r)
+	}
+	t, e := findTarget(&it, r)
+	if e != nil {
+		return it, t, nil, e
+	}
+	cur, e := l.valueOf(ctx, vaultID, &it, t, r)
+	if e != nil {
+		return it, t, nil, e
+	}
+	return it, t, cur, nil
 }
 
 // errOrNil keeps a nil *Error from becoming a non-nil error.

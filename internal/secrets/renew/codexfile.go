@@ -2,13 +2,9 @@ package renew
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"net"
-	"net/http"
 	"slices"
 	"strings"
 	"time"
@@ -16,16 +12,15 @@ import (
 
 // The token endpoint, as Codex 0.169.0 calls it. TokenURLEnv is Codex's own
 // override, so that one variable points Codex and egoagent at the same
-// place (the tests' local endpoint).
+// place (the tests' local endpoint). The call itself is package endpoint's,
+// which only the helper egoagent-op links: an HTTP client would add 2 MB
+// and milliseconds to every start of egoagent, `metadata` every 30 s
+// included.
 const (
 	DefaultTokenURL = "https://auth.openai.com/oauth/token"
 	TokenURLEnv     = "CODEX_REFRESH_TOKEN_URL_OVERRIDE"
 	ClientID        = "app_EMoamEEZ73f0CkXaXp7hrann"
 )
-
-// requestTimeout bounds one call to the token endpoint. Past it the refresh
-// token may or may not be spent (Unknown).
-const requestTimeout = 30 * time.Second
 
 // Fate says what a failed call did to the refresh token, which decides
 // whether anyone may present it again.
@@ -37,6 +32,53 @@ const (
 	Unknown Fate = "unknown" // sent, but no usable answer: the token may be spent
 )
 
+// RefreshToken returns the refresh token of current, an auth.json with
+// ChatGPT tokens; the error is a *CallError (Unsent).
+func RefreshToken(current []byte) (string, error) {
+	doc, err := parseObject(current)
+	if err != nil {
+		return "", &CallError{Fate: Unsent, Msg: "auth.json: " + err.Error()}
+	}
+	tokens, err := parseObject(doc.get("tokens"))
+	if err != nil {
+		return "", &CallError{Fate: Unsent, Msg: "auth.json has no tokens object to renew"}
+	}
+	var rt string
+	if json.Unmarshal(tokens.get("refresh_token"), &rt) != nil || rt == "" {
+		return "", &CallError{Fate: Unsent, Msg: "auth.json has no refresh token to renew with"}
+	}
+	return rt, nil
+}
+
+// Renewed returns auth.json as Codex writes it after a renewal of its own:
+// current with the new ID, access and refresh tokens, last_refresh set to
+// now, everything else as it was, in Codex's layout.
+func Renewed(current []byte, idToken, accessToken, refreshToken string, now time.Time) ([]byte, error) {
+	doc, err := parseObject(current)
+	if err != nil {
+		return nil, err
+	}
+	tokens, err := parseObject(doc.get("tokens"))
+	if err != nil {
+		return nil, err
+	}
+	tokens.set("id_token", quote(idToken))
+	tokens.set("access_token", quote(accessToken))
+	tokens.set("refresh_token", quote(refreshToken))
+	tokens.order(codexTokenKeys)
+	doc.set("tokens", tokens.marshal())
+	doc.set("last_refresh", quote(now.UTC().Format(time.RFC3339Nano)))
+	if doc.get("OPENAI_API_KEY") == nil {
+		doc.set("OPENAI_API_KEY", json.RawMessage("null"))
+	}
+	doc.order(codexKeys)
+	var out bytes.Buffer
+	if err := json.Indent(&out, doc.marshal(), "", "  "); err != nil {
+		return nil, err
+	}
+	return out.Bytes(), nil
+}
+
 // CallError is a failed call to the token endpoint. Its message has the
 // endpoint's status and error code, never a token.
 type CallError struct {
@@ -46,83 +88,12 @@ type CallError struct {
 
 func (e *CallError) Error() string { return e.Msg }
 
-// Refresh renews the login in current (an auth.json with ChatGPT tokens)
-// with one call to the token endpoint at url, and returns auth.json as Codex
-// writes it after a renewal of its own: the new ID, access and refresh
-// tokens, last_refresh set to now, everything else as it was, in Codex's
-// layout. An error is a *CallError.
-func Refresh(ctx context.Context, client *http.Client, url string, current []byte, now func() time.Time) ([]byte, error) {
-	doc, err := parseObject(current)
-	if err != nil {
-		return nil, &CallError{Fate: Unsent, Msg: "auth.json: " + err.Error()}
-	}
-	tokens, err := parseObject(doc.get("tokens"))
-	if err != nil {
-		return nil, &CallError{Fate: Unsent, Msg: "auth.json has no tokens object to renew"}
-	}
-	var rt string
-	if json.Unmarshal(tokens.get("refresh_token"), &rt) != nil || rt == "" {
-		return nil, &CallError{Fate: Unsent, Msg: "auth.json has no refresh token to renew with"}
-	}
-
-	body, _ := json.Marshal(map[string]string{
-		"client_id":      ClientID,
-		"grant_type":     "refresh_token",
-		"refresh_reason": "proactive_expiry",
-		"refresh_token":  rt,
-	})
-	ctx, cancel := context.WithTimeout(ctx, requestTimeout)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
-	if err != nil {
-		return nil, &CallError{Fate: Unsent, Msg: fmt.Sprintf("token endpoint %q: %v", url, err)}
-	}
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := client.Do(req)
-	if err != nil {
-		return nil, &CallError{Fate: fateOf(err), Msg: fmt.Sprintf("token endpoint %s: %v", req.URL.Redacted(), stripURL(err))}
-	}
-	defer resp.Body.Close()
-	raw, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	if err != nil {
-		return nil, &CallError{Fate: Unknown, Msg: fmt.Sprintf("token endpoint %s: reading the answer: %v", req.URL.Redacted(), err)}
-	}
-	if resp.StatusCode != http.StatusOK {
-		return nil, refusal(resp.StatusCode, raw)
-	}
-	var got struct {
-		IDToken      string `json:"id_token"`
-		AccessToken  string `json:"access_token"`
-		RefreshToken string `json:"refresh_token"`
-	}
-	if json.Unmarshal(raw, &got) != nil || got.IDToken == "" || got.AccessToken == "" || got.RefreshToken == "" {
-		// The old token is most likely spent, and the answer gives no new
-		// one: nothing to write.
-		return nil, &CallError{Fate: Unknown, Msg: fmt.Sprintf("token endpoint answered 200 without id_token, access_token and refresh_token (%d bytes)", len(raw))}
-	}
-	tokens.set("id_token", quote(got.IDToken))
-	tokens.set("access_token", quote(got.AccessToken))
-	tokens.set("refresh_token", quote(got.RefreshToken))
-	tokens.order(codexTokenKeys)
-	doc.set("tokens", tokens.marshal())
-	doc.set("last_refresh", quote(now().UTC().Format(time.RFC3339Nano)))
-	if doc.get("OPENAI_API_KEY") == nil {
-		doc.set("OPENAI_API_KEY", json.RawMessage("null"))
-	}
-	doc.order(codexKeys)
-	var out bytes.Buffer
-	if err := json.Indent(&out, doc.marshal(), "", "  "); err != nil {
-		return nil, &CallError{Fate: Unknown, Msg: "building auth.json: " + err.Error()}
-	}
-	return out.Bytes(), nil
-}
-
-// refusal maps an answer other than 200 to a CallError. Codex treats the
+// Refusal maps an answer other than 200 to a CallError. Codex treats the
 // codes refresh_token_reused, _expired and _invalidated as the end of the
 // token; so does egoagent, and a 400 or 401 of any kind as well, since a
 // token that was not accepted cannot be known to be unspent. A 5xx or 429
 // says nothing certain either.
-func refusal(status int, raw []byte) *CallError {
+func Refusal(status int, raw []byte) *CallError {
 	var e struct {
 		Error json.RawMessage `json:"error"`
 	}
@@ -144,7 +115,7 @@ func refusal(status int, raw []byte) *CallError {
 		msg += " " + code
 	}
 	switch {
-	case status == http.StatusBadRequest || status == http.StatusUnauthorized:
+	case status == 400 || status == 401:
 		return &CallError{Fate: Spent, Msg: msg + ": the login cannot be renewed any more; sign in to Codex again (codex login) and upload the new auth.json"}
 	default:
 		return &CallError{Fate: Unknown, Msg: msg}
@@ -163,32 +134,6 @@ func printableCode(s string) string {
 		}
 		return -1
 	}, s)
-}
-
-// fateOf says whether a transport error happened before the request left:
-// only a failed dial (refused, no route, no such host) is sure of that.
-func fateOf(err error) Fate {
-	var op *net.OpError
-	if errors.As(err, &op) && op.Op == "dial" {
-		return Unsent
-	}
-	var dns *net.DNSError
-	if errors.As(err, &dns) {
-		return Unsent
-	}
-	return Unknown
-}
-
-// stripURL drops the URL that net/http repeats in its errors; the caller
-// names the endpoint once.
-func stripURL(err error) error {
-	var ue interface{ Unwrap() error }
-	if errors.As(err, &ue) {
-		if inner := ue.Unwrap(); inner != nil {
-			return inner
-		}
-	}
-	return err
 }
 
 func quote(s string) json.RawMessage {

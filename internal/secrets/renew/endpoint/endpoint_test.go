@@ -1,4 +1,4 @@
-package renew
+package endpoint
 
 import (
 	"context"
@@ -18,6 +18,7 @@ import (
 	"github.com/veraticus/egoengine/internal/health/check"
 	"github.com/veraticus/egoengine/internal/health/check/checktest"
 	"github.com/veraticus/egoengine/internal/secrets/codexsim"
+	"github.com/veraticus/egoengine/internal/secrets/renew"
 )
 
 func refreshToken(t *testing.T, auth []byte) string {
@@ -64,8 +65,8 @@ func TestRefreshRenewsOnceThroughTheEndpoint(t *testing.T) {
 	// The same token again: the endpoint refuses it for good, and the
 	// error says so without the token.
 	_, err = Refresh(context.Background(), http.DefaultClient, iss.TokenURL(), seed, time.Now)
-	var ce *CallError
-	if !errors.As(err, &ce) || ce.Fate != Spent || !strings.Contains(ce.Msg, "refresh_token_reused") {
+	var ce *renew.CallError
+	if !errors.As(err, &ce) || ce.Fate != renew.Spent || !strings.Contains(ce.Msg, "refresh_token_reused") {
 		t.Fatalf("reuse: %v", err)
 	}
 	if strings.Contains(err.Error(), refreshToken(t, seed)) {
@@ -110,25 +111,25 @@ func TestRefreshSaysWhetherTheTokenMayBeSpent(t *testing.T) {
 	}
 	dead := "http://" + l.Addr().String() + "/oauth/token"
 	l.Close()
-	if _, err := Refresh(context.Background(), http.DefaultClient, dead, seed, time.Now); fate(err) != Unsent {
+	if _, err := Refresh(context.Background(), http.DefaultClient, dead, seed, time.Now); fate(err) != renew.Unsent {
 		t.Fatalf("refused connection: %v", err)
 	}
 
 	for _, tc := range []struct {
 		name string
 		h    http.HandlerFunc
-		want Fate
+		want renew.Fate
 	}{
-		{"server error", func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(502) }, Unknown},
-		{"ok without tokens", func(w http.ResponseWriter, r *http.Request) { w.Write([]byte(`{"access_token":"a"}`)) }, Unknown},
+		{"server error", func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(502) }, renew.Unknown},
+		{"ok without tokens", func(w http.ResponseWriter, r *http.Request) { w.Write([]byte(`{"access_token":"a"}`)) }, renew.Unknown},
 		{"invalid grant", func(w http.ResponseWriter, r *http.Request) {
 			w.WriteHeader(400)
 			w.Write([]byte(`{"error":"invalid_grant\u001b[31m"}`))
-		}, Spent},
+		}, renew.Spent},
 		{"closed mid-answer", func(w http.ResponseWriter, r *http.Request) {
 			c, _, _ := w.(http.Hijacker).Hijack()
 			c.Close()
-		}, Unknown},
+		}, renew.Unknown},
 	} {
 		srv := httptest.NewServer(tc.h)
 		_, err := Refresh(context.Background(), http.DefaultClient, srv.URL, seed, time.Now)
@@ -145,8 +146,8 @@ func TestRefreshSaysWhetherTheTokenMayBeSpent(t *testing.T) {
 	}
 }
 
-func fate(err error) Fate {
-	var ce *CallError
+func fate(err error) renew.Fate {
+	var ce *renew.CallError
 	if errors.As(err, &ce) {
 		return ce.Fate
 	}
