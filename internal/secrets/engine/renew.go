@@ -2,6 +2,7 @@ package engine
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -107,7 +108,11 @@ func (e *Engine) renewLogin(ctx context.Context, t *target, sec *status.Secret, 
 	next, err := refresher.RefreshLogin(ctx, t.value)
 	if err != nil {
 		var ce *renew.CallError
-		errors.As(err, &ce)
+		if !errors.As(err, &ce) {
+			// A source that says nothing of the token's fate: assume
+			// the worst.
+			ce = &renew.CallError{Fate: renew.Unknown, Msg: err.Error()}
+		}
 		switch ce.Fate {
 		case renew.Unsent:
 			_ = c.Mark(ctx, login, renew.Free)
@@ -139,6 +144,7 @@ func (e *Engine) renewLogin(ctx context.Context, t *target, sec *status.Secret, 
 	// the state still fingerprints the old copy, so a later pass finds a
 	// newer local file that egoagent did not install, and uploads it.
 	local, _ := check.Date(t.check, next)
+	sec.WriteBack = nil // what upload records now is this upload's
 	_, _, _ = e.upload(ctx, t, sec, fp, next, local, "egoagent renewed it ahead of Codex", now)
 	_ = c.Mark(ctx, login, renew.Done)
 	o.Written = true
@@ -152,7 +158,7 @@ func (e *Engine) renewLogin(ctx context.Context, t *target, sec *status.Secret, 
 	o.State, o.Note, o.Error, o.Class = sec.State, sec.Note, sec.Error, sec.ErrorClass
 	e.date(t, sec)
 	o.RefreshAt, o.TokenLife = sec.RefreshAt, sec.TokenLife
-	return record("renewed here; the upload failed and is tried again at the next pass", true, sec.ErrorClass)
+	return record("renewed here; the upload failed and is tried again at the next pass", true, cmp.Or(sec.ErrorClass, source.ClassOther))
 }
 
 // renewedElsewhere reports whether 1Password comes to hold a login other
