@@ -391,16 +391,25 @@ func passLockHeld(stateDir string) bool {
 	return false
 }
 
+// statFields returns the fields of /proc/PID/stat after the command name
+// (which is in parentheses and may hold spaces): state first, then ppid;
+// nil when the process is gone.
+func statFields(proc string) []string {
+	st, err := os.ReadFile(proc + "/stat")
+	if err != nil {
+		return nil
+	}
+	return strings.Fields(string(st[bytes.LastIndexByte(st, ')')+1:]))
+}
+
 func childrenOf(t *testing.T, pid int) []int {
 	var kids []int
 	procs, _ := filepath.Glob("/proc/[0-9]*")
 	for _, p := range procs {
-		st, err := os.ReadFile(p + "/stat")
-		if err != nil {
+		f := statFields(p)
+		if len(f) < 2 {
 			continue
 		}
-		// Fields after the command name, which is in parentheses.
-		f := strings.Fields(string(st[bytes.LastIndexByte(st, ')')+1:]))
 		var ppid, child int
 		fmt.Sscan(f[1], &ppid)
 		fmt.Sscan(filepath.Base(p), &child)

@@ -1,11 +1,11 @@
 package main
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"syscall"
@@ -70,6 +70,55 @@ func (s *simulation) renewal(w *workspace) string {
 		return ""
 	}
 	return sec.Renewal.Note
+}
+
+// noTokenLeaked fails if any token of any login the endpoint saw, or any
+// home holds, appears where egoagent writes for people and machines: each
+// workspace's log, state and daemon report, status and metadata output, and
+// the lease record in 1Password. The refresh tokens are the canaries (each
+// "rt-<generation>-<24 hex digits>"), with the access tokens' signatures.
+func (s *simulation) noTokenLeaked(t *testing.T) {
+	t.Helper()
+	var canaries []string
+	for _, w := range s.ws {
+		var f struct {
+			Tokens struct {
+				AccessToken  string `json:"access_token"`
+				RefreshToken string `json:"refresh_token"`
+			} `json:"tokens"`
+		}
+		json.Unmarshal([]byte(w.read(".codex/auth.json")), &f)
+		canaries = append(canaries, f.Tokens.RefreshToken)
+		if parts := strings.Split(f.Tokens.AccessToken, "."); len(parts) == 3 {
+			canaries = append(canaries, parts[2])
+		}
+	}
+	for _, r := range s.iss.Refreshes() {
+		canaries = append(canaries, r.Token)
+	}
+	var places []string
+	for _, w := range s.ws {
+		for _, name := range []string{"egoagent.log", "state.json", "daemon.json"} {
+			b, _ := os.ReadFile(filepath.Join(w.stateDir(), name))
+			places = append(places, w.home+" "+name+": "+string(b))
+		}
+		for _, cmd := range []string{"status", "metadata"} {
+			out, _ := s.egoagent(w, cmd)
+			places = append(places, w.home+" "+cmd+": "+out)
+		}
+	}
+	l := s.lease()
+	places = append(places, "lease: "+l.Holder+" "+l.Login+" "+string(l.State))
+	for _, c := range canaries {
+		if len(c) < 16 {
+			t.Fatalf("canary %q is too short to prove anything", c)
+		}
+		for _, p := range places {
+			if strings.Contains(p, c) {
+				t.Fatalf("a token reached %s", p[:min(len(p), 120)])
+			}
+		}
+	}
 }
 
 // spentOnce fails unless every refresh token reached the endpoint at most
@@ -137,6 +186,7 @@ func TestRenewOnceWhenTwoWorkspacesAskAtOnce(t *testing.T) {
 		}
 	}
 	s.spentOnce(t)
+	s.noTokenLeaked(t)
 }
 
 // A renewer killed while it waits out its claim has sent nothing: its
@@ -251,16 +301,14 @@ func TestRenewerKilledAfterTheAnswer(t *testing.T) {
 		t.Fatalf("b after a's upload: generation %d, exit %d\n%s", s.gen(b), code, o)
 	}
 	s.spentOnce(t)
+	s.noTokenLeaked(t)
 }
 
-// zombie reports whether process pid has exited and waits to be reaped.
+// zombie reports whether process pid has exited and waits to be reaped (or
+// is gone).
 func zombie(pid int) bool {
-	st, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return true
-	}
-	f := strings.Fields(string(st[bytes.LastIndexByte(st, ')')+1:]))
-	return len(f) > 0 && f[0] == "Z"
+	f := statFields(fmt.Sprintf("/proc/%d", pid))
+	return len(f) == 0 || f[0] == "Z"
 }
 
 // When the renewal cannot be made, nothing else changes: the file stays as
@@ -319,4 +367,5 @@ func TestRenewalThatFailsLeavesTheFile(t *testing.T) {
 	if l := s.lease(); l.State != renew.Free {
 		t.Fatalf("lease after an unreachable endpoint: %+v", l)
 	}
+	s.noTokenLeaked(t)
 }

@@ -135,12 +135,8 @@ func (l *locator) lease(ctx context.Context, r Ref) (*onepassword.Item, string, 
 	if id == "" {
 		return nil, vaultID, nil
 	}
-	var it onepassword.Item
-	if err := l.call(ctx, func(ctx context.Context) error {
-		var err error
-		it, err = l.c.Items().Get(ctx, vaultID, id)
-		return err
-	}); err != nil {
+	it, err := l.get(ctx, vaultID, id)
+	if err != nil {
 		return nil, "", forRef(err, r)
 	}
 	l.forget(vaultID, id)

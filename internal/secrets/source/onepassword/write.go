@@ -85,12 +85,8 @@ func (o *Client) locate(ctx context.Context, r Ref) (*locator, string, string, e
 // fresh reads item itemID afresh with Items().Get, never from what the pass
 // read before, and returns it, r's place in it and the value there.
 func (l *locator) fresh(ctx context.Context, vaultID, itemID string, r Ref) (onepassword.Item, target, []byte, error) {
-	var it onepassword.Item
-	if err := l.call(ctx, func(ctx context.Context) error {
-		var err error
-		it, err = l.c.Items().Get(ctx, vaultID, itemID)
-		return err
-	}); err != nil {
+	it, err := l.get(ctx, vaultID, itemID)
+	if err != nil {
 		return it, target{}, nil, forRef(err, r)
 	}
 	t, e := findTarget(&it, r)
@@ -102,6 +98,18 @@ func (l *locator) fresh(ctx context.Context, vaultID, itemID string, r Ref) (one
 		return it, t, nil, e
 	}
 	return it, t, cur, nil
+}
+
+// get reads one item with Items().Get: afresh, never from what the pass
+// read before (which it also leaves alone).
+func (l *locator) get(ctx context.Context, vaultID, itemID string) (onepassword.Item, *Error) {
+	var it onepassword.Item
+	err := l.call(ctx, func(ctx context.Context) error {
+		var err error
+		it, err = l.c.Items().Get(ctx, vaultID, itemID)
+		return err
+	})
+	return it, err
 }
 
 // errOrNil keeps a nil *Error from becoming a non-nil error.
@@ -158,11 +166,8 @@ func (l *locator) write(ctx context.Context, it onepassword.Item, t target, valu
 	// old file is removed from the item as it is now.
 	for try := 0; try < writeTries; try++ {
 		if try > 0 {
-			if e := l.call(ctx, func(ctx context.Context) error {
-				var err error
-				next, err = l.c.Items().Get(ctx, it.VaultID, it.ID)
-				return err
-			}); e != nil {
+			var e *Error
+			if next, e = l.get(ctx, it.VaultID, it.ID); e != nil {
 				err = e
 				break
 			}
